@@ -1,0 +1,5 @@
+"""`python -m rnnkit ...` (also what `torchrun -m rnnkit` runs)."""
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
