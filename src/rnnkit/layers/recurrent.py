@@ -283,9 +283,11 @@ class Recurrent(nn.Module):
         if self.bidirectional:
             raise ValueError("step() runs one time step forward; a bidirectional layer needs "
                              "the whole sequence, use forward()")
-        if x_t.dim() != 2 or x_t.shape[1] != self.input_size:
-            raise ValueError(f"step expects x_t of shape (N, input_size={self.input_size}), "
-                             f"got {tuple(x_t.shape)}")
+        if x_t.dim() != 2:
+            raise ValueError(f"step expects a 2-D input x_t (N, D), got shape {tuple(x_t.shape)}")
+        if x_t.shape[1] != self.input_size:
+            raise ValueError(f"input feature size {x_t.shape[1]} does not match "
+                             f"input_size={self.input_size} (step input shape {tuple(x_t.shape)})")
         state = self._check_state(state, x_t.shape[0], x_t)
         if self.uses_fused:
             out, state = self._forward_fused(x_t.unsqueeze(0), state, None)

@@ -1,0 +1,171 @@
+"""Training and inference throughput of every rnnkit cell against torch.nn in one run.
+
+    python benchmarks/speed.py                      # shapes A, B, C, 5 interleaved rounds
+    python benchmarks/speed.py --shapes A --reps 3 --cells lstm,lstm:peephole
+
+Shapes (batch N, length L, input D, hidden H): A = 32/100/128/256, B = 64/200/256/512,
+C = 1/1000/64/256. Training = forward + backward of one single-layer Recurrent on a
+sum-of-outputs loss; inference = forward under torch.inference_mode. Each round runs
+every configuration once, in order, so slow drifts of the machine hit all of them
+alike; the table gives the median over rounds, tokens/s (N·L per second), the ratio
+to torch.nn.LSTM measured in the same rounds, the ratio to the torch module that
+computes the same family (nn.GRU for GRUs, nn.RNN for Elman cells), and achieved
+GFLOP/s of training against the sgemm peak measured at the start.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from rnnkit import Recurrent
+
+SHAPES = {"A": (32, 100, 128, 256), "B": (64, 200, 256, 512), "C": (1, 1000, 64, 256)}
+
+# name -> (cell, options); the first entries are torch's own modules.
+CONFIGS = {
+    "nn.LSTM": None, "nn.GRU": None, "nn.RNN": None,
+    "lstm": ("lstm", {}),
+    **{f"lstm:{v}": ("lstm", {"variant": v})
+       for v in ("peephole", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")},
+    "gru": ("gru", {}), "gru:original": ("gru", {"variant": "original"}),
+    "rnn:tanh": ("rnn", {}), "rnn:relu": ("rnn", {"nonlinearity": "relu"}),
+    "irnn": ("irnn", {}), "additive": ("additive", {}),
+    "lstm+skip2": ("lstm", {"skip": 2}),
+}
+TORCH_FAMILY = {"lstm": "nn.LSTM", "gru": "nn.GRU", "rnn": "nn.RNN", "irnn": "nn.RNN"}
+
+
+def build(name: str, D: int, H: int) -> nn.Module:
+    if name == "nn.LSTM":
+        return nn.LSTM(D, H, batch_first=True)
+    if name == "nn.GRU":
+        return nn.GRU(D, H, batch_first=True)
+    if name == "nn.RNN":
+        return nn.RNN(D, H, batch_first=True)
+    cell, options = CONFIGS[name]
+    options = dict(options)
+    skip = options.pop("skip", 0)
+    size_in = H if cell == "additive" else D
+    return Recurrent(cell, size_in, H, skip=skip, **options)
+
+
+def flops_per_token(name: str, D: int, H: int) -> float:
+    """Multiply-adds of the matrix products of one forward step, ×2 (training ≈ 3× forward)."""
+    if name == "additive":
+        return 0.0
+    family = name.split(":")[0].split("+")[0]
+    gates = {"nn.LSTM": 4, "lstm": 4, "nn.GRU": 3, "gru": 3}.get(family, 1)
+    if family == "lstm" and ":" in name:
+        gates = {"nig": 3, "nfg": 3, "nog": 3, "cifg": 3}.get(name.split(":")[1], 4)
+    flops = 2.0 * gates * H * (D + H)
+    if name.endswith("fgr"):
+        flops += 2.0 * 9 * H * H
+    if "skip" in name:
+        flops += 2.0 * gates * H * H
+    return flops
+
+
+def time_call(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure_peak(threads: int, size: int = 2048, reps: int = 10) -> float:
+    """sgemm GFLOP/s with `threads` threads: the best of `reps` size×size products."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = min(time_call(lambda: torch.mm(a, b)) for _ in range(reps))
+    return 2 * size**3 / best / 1e9
+
+
+def step_latency(module: nn.Module, D: int, reps: int = 200) -> float:
+    """Median seconds for one time step at batch 1 (`Recurrent.step` or a length-1 nn call)."""
+    x = torch.randn(1, D)
+    with torch.inference_mode():
+        if isinstance(module, Recurrent) and not module.bidirectional:
+            state = None
+            fn = lambda: module.step(x, state)  # noqa: E731
+        else:
+            x3 = x.unsqueeze(1)
+            fn = lambda: module(x3)  # noqa: E731
+        for _ in range(10):
+            fn()
+        return statistics.median(time_call(fn) for _ in range(reps))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default="A,B,C", help="comma list of A, B, C")
+    parser.add_argument("--reps", type=int, default=5, help="interleaved rounds (median taken)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cells", default="all", help="comma list of config names, or all")
+    parser.add_argument("--markdown", help="also write the table to this file")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    names = list(CONFIGS) if args.cells == "all" else ["nn.LSTM", "nn.GRU", "nn.RNN"] + [
+        n for n in args.cells.split(",") if n not in ("nn.LSTM", "nn.GRU", "nn.RNN")]
+    peak = measure_peak(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, sgemm peak {peak:.0f} GFLOP/s, "
+          f"median of {args.reps} interleaved rounds")
+
+    lines = ["| shape | config | path | train tok/s | ×nn.LSTM | ×torch family | infer tok/s | ×nn.LSTM "
+             "| train GFLOP/s | % peak | step µs | step ÷ nn.LSTM step |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    print(lines[0])
+    for shape in args.shapes.split(","):
+        N, L, D, H = SHAPES[shape]
+        modules = {n: build(n, D, H) for n in names}
+        inputs = {n: torch.randn(N, L, H if n == "additive" else D) for n in names}
+        if "additive" in modules:
+            inputs["additive"].requires_grad_(True)  # no parameters: backward through the input
+
+        def train(n):
+            m, x = modules[n], inputs[n]
+            m.zero_grad(set_to_none=True)
+            out, _ = m(x)
+            out.sum().backward()
+
+        def infer(n):
+            with torch.inference_mode():
+                modules[n](inputs[n])
+
+        for n in names:  # warm-up
+            train(n)
+            infer(n)
+        times = {n: {"train": [], "infer": []} for n in names}
+        for _ in range(args.reps):
+            for n in names:
+                times[n]["train"].append(time_call(lambda: train(n)))
+                times[n]["infer"].append(time_call(lambda: infer(n)))
+        tokens = N * L
+        speed = {n: {k: tokens / statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+        steps = {n: step_latency(modules[n], D if n != "additive" else H) for n in names} if shape == "C" else {}
+        base = speed["nn.LSTM"]
+        for n in names:
+            family = TORCH_FAMILY.get(n.split(":")[0].split("+")[0], n)
+            fam = speed[family]["train"] if family in speed else float("nan")
+            path = "torch" if n.startswith("nn.") else ("fused" if modules[n].uses_fused else "loop")
+            gflops = 3 * flops_per_token(n, D, H) * speed[n]["train"] / 1e9
+            step_cells = ("–", "–")
+            if steps:
+                step_cells = (f"{steps[n] * 1e6:.0f}", f"{steps[n] / steps['nn.LSTM']:.2f}")
+            row = (f"| {shape} | {n} | {path} | {speed[n]['train']:.0f} | {speed[n]['train'] / base['train']:.2f} "
+                   f"| {speed[n]['train'] / fam:.2f} | {speed[n]['infer']:.0f} "
+                   f"| {speed[n]['infer'] / base['infer']:.2f} | {gflops:.1f} | {100 * gflops / peak:.0f} "
+                   f"| {step_cells[0]} | {step_cells[1]} |")
+            lines.append(row)
+            print(row, flush=True)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
