@@ -1,0 +1,133 @@
+"""Character LMs on the stdlib test split: LSTM recipes against Kneser-Ney n-grams and xz.
+
+    python benchmarks/lm_quality.py                                  # n-grams, xz, train + score the main recipe
+    python benchmarks/lm_quality.py --run runs/charlm-stdlib         # score a run already trained
+    python benchmarks/lm_quality.py --recipe configs/charlm-stdlib.yaml --recipe my-60min.yaml
+    python benchmarks/lm_quality.py --no-lstm --orders 2,3,4,5,6,7,8
+
+Every model sees the same split: the `stdlib` corpus of `rnnkit.data` (this Python's
+standard library source, tests left out, split 90/5/5 by file with seed 0) and the
+character vocabulary of its training split.
+
+- n-gram: `rnnkit.models.KneserNeyLM` (interpolated modified Kneser-Ney), fitted on
+  the training split, bits/char over every test character.
+- xz: `xz -9e` of the test text alone (8 · compressed bytes / characters), and of the
+  training text followed by the test text minus the training text alone (xz having
+  seen the training text, like the models).
+- LSTM: each `--recipe` is trained with `rnnkit train` (run dir under
+  benchmarks/out/), each `--run` is taken as it is; both are scored with `rnnkit
+  eval`'s code on the test split (the recurrent state carried over the whole split).
+
+Prints a markdown table and writes it to benchmarks/out/lm_quality.md.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+
+
+def xz_bits(data: bytes) -> int:
+    """Size in bits of `xz -9e` of data."""
+    if shutil.which("xz") is None:
+        raise SystemExit("xz is not installed (apt-get install xz-utils), or pass --no-xz")
+    result = subprocess.run(["xz", "-9e", "-c", "-T1"], input=data, capture_output=True, check=True)
+    return 8 * len(result.stdout)
+
+
+def score_run(run_dir: Path) -> tuple[float, dict]:
+    """Test-split bits per character of a trained charlm run, and its trainer state."""
+    from rnnkit.cli import load_run
+    from rnnkit.train.checkpoint import read_state
+    from rnnkit.train.trainer import evaluate
+
+    task, model, config, ckpt = load_run(run_dir)
+    task.prepare_data()
+    metrics = evaluate(task, model, task.eval_batches("test"), device=next(model.parameters()).device)
+    return metrics["bits_per_char"], read_state(ckpt)["train"]
+
+
+def train_recipe(recipe: str, overrides: list[str]) -> tuple[Path, float]:
+    """Train a recipe into benchmarks/out/runs/<name>; returns the run dir and wall seconds."""
+    from rnnkit.cli import main as rnnkit
+
+    run_dir = OUT / "runs" / Path(recipe).stem
+    start = time.perf_counter()
+    status = rnnkit(["train", recipe, f"run.dir={run_dir}", "run.overwrite=true", *overrides])
+    if status != 0:
+        raise SystemExit(f"training {recipe} failed (exit {status})")
+    return run_dir, time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", default="3,4,5,6,7,8", help="n-gram orders (comma-separated)")
+    parser.add_argument("--recipe", action="append", default=None,
+                        help="LSTM recipe to train and score (repeatable; default configs/charlm-stdlib.yaml)")
+    parser.add_argument("--run", action="append", default=[], help="a trained charlm run to score (repeatable)")
+    parser.add_argument("--no-lstm", action="store_true", help="n-grams and xz only")
+    parser.add_argument("--no-xz", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for the recipes (e.g. run.threads=2)")
+    args = parser.parse_args(argv)
+
+    from rnnkit.data import CharVocab, encode_split, load_corpus
+    from rnnkit.models import KneserNeyLM
+
+    corpus = load_corpus("stdlib")
+    vocab = CharVocab.build(corpus.blocks("train"))
+    train, test = encode_split(corpus, "train", vocab), encode_split(corpus, "test", vocab)
+    print(f"{corpus.describe()}; vocab {len(vocab)}; test {len(test):,} characters", file=sys.stderr)
+    rows = []  # (model, bits/char, note)
+
+    for order in [int(k) for k in args.orders.split(",") if k]:
+        cpu = time.process_time()
+        model = KneserNeyLM(order, len(vocab)).fit(train)
+        cpu = time.process_time() - cpu
+        start = time.perf_counter()
+        bits = model.bits_per_token(test)
+        rows.append((f"Kneser-Ney order {order}", bits,
+                     f"fit {model.fit_seconds:.1f} s wall / {cpu:.1f} s CPU, "
+                     f"score {time.perf_counter() - start:.1f} s, {sum(model.num_ngrams()):,} n-grams"))
+        print(f"  {rows[-1]}", file=sys.stderr)
+        del model
+
+    if not args.no_xz:
+        test_bytes, train_bytes = corpus.text("test").encode(), corpus.text("train").encode()
+        rows.append(("xz -9e, test text alone", xz_bits(test_bytes) / len(test), ""))
+        rows.append(("xz -9e, having seen the training text",
+                     (xz_bits(train_bytes + test_bytes) - xz_bits(train_bytes)) / len(test),
+                     "xz(train + test) - xz(train)"))
+        print(f"  {rows[-2]}\n  {rows[-1]}", file=sys.stderr)
+
+    runs = [(Path(r), None) for r in args.run]
+    if not args.no_lstm and not runs:
+        for recipe in args.recipe or [str(ROOT / "configs" / "charlm-stdlib.yaml")]:
+            runs.append(train_recipe(recipe, args.overrides))
+    for run_dir, wall in runs:
+        bits, state = score_run(run_dir)
+        note = (f"{state['step']} steps, {state['items_seen']:,} training characters, "
+                f"{state['train_time_s'] / 60:.1f} min of training")
+        if wall is not None:
+            note += f", {wall / 60:.1f} min wall for the whole command"
+        rows.append((f"LSTM run {run_dir.name}", bits, note))
+
+    best_ngram = min((b for name, b, _ in rows if name.startswith("Kneser")), default=math.nan)
+    lines = ["| model | test bits/char | vs best n-gram | notes |", "| --- | --- | --- | --- |"]
+    for name, bits, note in rows:
+        lines.append(f"| {name} | {bits:.3f} | {100 * (bits / best_ngram - 1):+.1f}% | {note} |")
+    table = "\n".join(lines)
+    print(table)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "lm_quality.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""`charlm`: character- (or word-) level language modelling, char-rnn style.
+
+    rnnkit train configs/charlm-stdlib.yaml
+    rnnkit sample runs/charlm-stdlib --prime "def " --temperature 0.8 --length 2000
+    rnnkit eval runs/charlm-stdlib --split test
+
+Data: a corpus (`data.source`: stdlib, path or bible; rnnkit.data.text) split into
+train/valid/test, a vocabulary fitted on the training split (characters, or the
+`data.vocab_size` most frequent words with `data.level: word`), the ids encoded once
+and memory-mapped from the cache, served as N = `data.batch_size` parallel streams
+in (N, `trainer.bptt`) chunks with the state carried across chunks.
+Model: `rnnkit.models.LanguageModel` (Embedding → Recurrent → dropout → Linear).
+Loss: mean cross-entropy in nats per token; validation adds perplexity and bits per
+character (per word at word level). Every `data.sample_every` evaluations a short
+sample shows what the model has learnt so far.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch.nn import functional as F
+
+from ..cells import cell_names
+from ..config import ConfigError, Section, option
+from ..data import (CorpusError, CharVocab, WordVocab, check_fits, encode_split, eval_streams,
+                    load_corpus, load_vocab)
+from ..data.text import SPLITS
+from ..decode import generate, make_strategy
+from ..metrics import lm_metrics
+from ..models import LanguageModel
+from ..train import distributed
+from .base import Batch, LossOutput, StreamBatches, Task, TaskCommandError
+from .registry import register_task
+
+VOCAB_FILE = "vocab.json"
+
+
+@dataclass(frozen=True)
+class LMData(Section):
+    """The corpus, its vocabulary and the stream batching."""
+
+    source: Literal["stdlib", "path", "bible"] = option(
+        "stdlib", help="stdlib: this Python's standard library source; path: data.path; bible: Debian bible-kjv")
+    path: str = option("", help="source=path: a text file or a directory of text files")
+    glob: str = option("*", help="source=path with a directory: which file names to read (e.g. '*.txt')")
+    encoding_errors: Literal["strict", "replace"] = option(
+        "strict", help="undecodable UTF-8: strict stops naming file and byte offset; replace uses U+FFFD")
+    split: tuple[float, float, float] = option((0.9, 0.05, 0.05), help="train, valid, test fractions")
+    split_seed: int = option(0, ge=0, help="seed of the file shuffle that makes the split")
+    max_files: int = option(0, ge=0, help="keep only the first N files of each split (0: all; for quick tests)")
+    level: Literal["char", "word"] = option("char", help="tokens: characters or words")
+    vocab_size: int = option(10000, ge=1, help="level=word: the most frequent words kept (plus <unk>, <eol>)")
+    batch_size: int = option(32, ge=1, help="N parallel streams per batch")
+    eval_bptt: int = option(0, ge=0, help="chunk length for evaluation (0: trainer.bptt)")
+    cache: bool = option(True, help="keep the encoded corpus in $RNNKIT_CACHE (~/.cache/rnnkit)")
+    sample_every: int = option(1, ge=0, help="show a sample every N evaluations while training (0: never)")
+    sample_length: int = option(200, ge=1, help="tokens in each training sample")
+    sample_prime: str = option("def ", help="prime text of the training samples")
+    sample_temperature: float = option(0.8, gt=0, help="temperature of the training samples")
+
+    def check(self):
+        if self.source == "path" and not self.path:
+            raise ConfigError("path", self.path, "a file or directory when source is 'path'")
+
+
+@dataclass(frozen=True)
+class LMModel(Section):
+    """Embedding → Recurrent → dropout → Linear; any rnnkit cell by name."""
+
+    cell: str = option("lstm", help="rnnkit cell: " + ", ".join(cell_names()))
+    variant: str = option("", help="cell variant (lstm: peephole, cifg, ...; gru: original); '' the default")
+    nonlinearity: str = option("", help="rnn cell: tanh or relu ('' the default)")
+    hidden_size: int = option(256, ge=1, help="H, units per layer")
+    num_layers: int = option(2, ge=1, help="stacked recurrent layers")
+    embedding_size: int = option(0, ge=0, help="E (0: hidden_size)")
+    dropout: float = option(0.0, ge=0, lt=1, help="dropout on embeddings, between layers and before the output")
+    tie_weights: bool = option(False, help="share the embedding matrix with the output layer (needs E = H)")
+    residual: bool = option(False, help="residual connections between stacked layers")
+    skip: int = option(0, ge=0, help="skip connection through time from h[t-skip] (0: off)")
+    variational: bool = option(False, help="one dropout mask per sequence between layers")
+
+    def check(self):
+        if self.cell not in cell_names():
+            import difflib
+
+            near = difflib.get_close_matches(self.cell, cell_names(), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError("cell", self.cell, "one of " + ", ".join(cell_names()) + hint)
+        if self.tie_weights and self.embedding_size not in (0, self.hidden_size):
+            raise ConfigError("tie_weights", True, f"embedding_size 0 or = hidden_size ({self.hidden_size}) "
+                              f"when tie_weights is true, got embedding_size {self.embedding_size}")
+
+    def cell_options(self) -> dict:
+        options = {}
+        if self.variant:
+            options["variant"] = self.variant
+        if self.nonlinearity:
+            options["nonlinearity"] = self.nonlinearity
+        return options
+
+
+@register_task("charlm")
+class CharLM(Task):
+    """Language model over characters or words (see the module docstring)."""
+
+    DataConfig = LMData
+    ModelConfig = LMModel
+    unit = "tok"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.vocab = None
+        self.corpus = None
+        self._ids: dict[str, torch.Tensor] = {}
+        self._model = None  # the unwrapped model, for the samples shown during training
+        self._training = False
+        self._evaluations = 0
+
+    # -- data --------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        d = self.data_config
+        if self.config.trainer.bptt < 1:
+            raise ConfigError("trainer.bptt", self.config.trainer.bptt,
+                              "bptt >= 1: charlm trains on (batch_size, bptt) chunks of a token stream")
+        try:
+            self.corpus = load_corpus(d.source, d.path or None, seed=d.split_seed, fractions=d.split,
+                                      encoding_errors=d.encoding_errors, glob=d.glob, max_files=d.max_files)
+            if self.vocab is None:
+                if d.level == "char":
+                    self.vocab = CharVocab.build(self.corpus.blocks("train"))
+                else:
+                    self.vocab = WordVocab.build(self.corpus.blocks("train"), size=d.vocab_size)
+        except CorpusError as err:
+            raise ConfigError(f"data.{'path' if d.source == 'path' else 'source'}",
+                              message=f"data.source={d.source}: {err}") from None
+        if self.vocab.kind != d.level:
+            raise ConfigError("data.level", d.level, f"{self.vocab.kind!r}, the level of this run's vocabulary")
+        self._ids = {}
+        try:  # here, before the trainer writes anything into the run directory
+            check_fits(len(self.tokens("train")), d.batch_size, self.config.trainer.bptt, "train split")
+        except CorpusError as err:
+            raise ConfigError("data.batch_size", d.batch_size, message=str(err)) from None
+
+    def tokens(self, split: str) -> torch.Tensor:
+        """The split's ids (T,) (a torch view of the cached memory map)."""
+        if split not in self._ids:
+            d = self.data_config
+            try:
+                ids = encode_split(self.corpus, split, self.vocab, cache=d.cache)
+            except CorpusError as err:
+                raise ConfigError("data.source", message=f"data.source={d.source}: {err}") from None
+            self._ids[split] = torch.from_numpy(ids)
+        return self._ids[split]
+
+    def save_assets(self, directory: Path) -> None:
+        self.vocab.save(Path(directory) / VOCAB_FILE)
+
+    def load_assets(self, directory: Path) -> None:
+        path = Path(directory) / VOCAB_FILE
+        if not path.exists():
+            raise TaskCommandError(f"{directory}: no {VOCAB_FILE}; this is not a language-model run")
+        self.vocab = load_vocab(path)
+
+    # -- model ---------------------------------------------------------------------------
+    def build_model(self) -> LanguageModel:
+        m = self.model_config
+        model = LanguageModel(len(self.vocab), m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
+                              embedding_size=m.embedding_size or None, dropout=m.dropout,
+                              tie_weights=m.tie_weights, residual=m.residual, skip=m.skip,
+                              variational=m.variational, **m.cell_options())
+        self._model = model
+        return model
+
+    # -- batches -------------------------------------------------------------------------
+    def train_batches(self, epoch: int) -> StreamBatches:
+        self._training = True
+        return StreamBatches(self.tokens("train"), self.data_config.batch_size, self.config.trainer.bptt)
+
+    def valid_batches(self) -> StreamBatches:
+        return self.eval_batches("valid")
+
+    def eval_batches(self, split: str) -> StreamBatches:
+        if split not in SPLITS:
+            raise TaskCommandError(f"task 'charlm' has no split {split!r} (it has: {', '.join(SPLITS)})")
+        d = self.data_config
+        tokens = self.tokens(split)
+        try:
+            streams, bptt = eval_streams(len(tokens), d.batch_size, d.eval_bptt or self.config.trainer.bptt)
+        except CorpusError as err:
+            raise ConfigError("data.source", message=f"{split} split: {err}") from None
+        return StreamBatches(tokens, streams, bptt)
+
+    # -- loss and metrics ----------------------------------------------------------------
+    def compute_loss(self, model, batch: Batch, state) -> LossOutput:
+        logits, state = model(batch.inputs, state)  # (N, L, V)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten().long())
+        return LossOutput(loss, {}, state)
+
+    def summarize(self, metrics: dict[str, float]) -> dict[str, float]:
+        metrics = {**metrics, **lm_metrics(metrics["loss"], self.vocab.kind)}
+        if self._training:
+            self._evaluations += 1
+            every = self.data_config.sample_every
+            if every and self._evaluations % every == 0 and distributed.from_environment().is_main:
+                self._show_sample()
+        return metrics
+
+    def _show_sample(self) -> None:
+        """A short sample to stderr, drawn with its own generator (training's RNG stays untouched)."""
+        d = self.data_config
+        prime = self._encode_prime(d.sample_prime or "\n", strict=False)
+        strategy = make_strategy(temperature=d.sample_temperature, seed=self._evaluations)
+        device = next(self._model.parameters()).device
+        ids = [int(t) for t in generate(self._model, prime.to(device), d.sample_length, strategy)]
+        text = d.sample_prime + self.vocab.decode(ids)
+        sys.stderr.write("\n---- sample ----\n" + text.rstrip("\n") + "\n----------------\n")
+        sys.stderr.flush()
+
+    def report(self, metrics: dict[str, float], args) -> None:
+        unit = self.vocab.kind
+        print(f"loss {metrics['loss']:.4f} nats/{unit}")
+        print(f"perplexity {metrics['perplexity']:.4f}")
+        print(f"bits_per_{unit} {metrics[f'bits_per_{unit}']:.4f}")
+
+    # -- sampling ------------------------------------------------------------------------
+    @classmethod
+    def add_arguments(cls, command: str, parser) -> None:
+        if command != "sample":
+            return
+        parser.add_argument("--prime", default="\n", help="text to start from (default: a newline)")
+        parser.add_argument("--length", type=_count, default=2000, help="tokens to generate (default 2000)")
+        parser.add_argument("--temperature", type=_temperature, default=1.0,
+                            help="> 0; below 1 safer, above 1 wilder (default 1.0)")
+        parser.add_argument("--top-k", type=_count, default=0, help="sample among the k best only (0: all)")
+        parser.add_argument("--greedy", action="store_true", help="always the most probable token (argmax)")
+        parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible sample")
+        parser.add_argument("--quiet", action="store_true", help="print only the text (no header line on stderr)")
+
+    def sample(self, model, args) -> None:
+        """Stream `--length` tokens after `--prime` to stdout, one model step per token."""
+        prime = self._encode_prime(args.prime, strict=True)
+        strategy = make_strategy(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k,
+                                 seed=args.seed)
+        if not args.quiet:
+            print(f"# {args.run_dir} ({args.checkpoint} checkpoint): {strategy!r}, seed {args.seed}, "
+                  f"{args.length} {self.vocab.kind}s", file=sys.stderr)
+        device = next(model.parameters()).device
+        out = sys.stdout
+        out.write(args.prime)
+        at_line_start = args.prime.endswith("\n")
+        for ids in generate(model, prime.to(device), args.length, strategy):
+            text = self.vocab.token(int(ids[0]))
+            if self.vocab.kind == "word":  # words are joined by spaces, lines by newlines
+                text, at_line_start = (text if text == "\n" or at_line_start else " " + text), text == "\n"
+            out.write(text)
+            out.flush()
+        out.write("\n")
+        out.flush()
+
+    def _encode_prime(self, text: str, strict: bool) -> torch.Tensor:
+        """(1, P) ids of the prime; strict: characters (words) outside the vocabulary are an error."""
+        if not text:
+            raise TaskCommandError("--prime is empty; give at least one character (the default is a newline)")
+        if strict:
+            unknown = self.vocab.unknown(text)
+            if unknown:
+                shown = ", ".join(repr(u) for u in unknown[:10])
+                raise TaskCommandError(f"--prime has {len(unknown)} {self.vocab.kind}(s) the model never saw "
+                                       f"in training: {shown}; use only characters of its vocabulary "
+                                       f"({len(self.vocab)} symbols in vocab.json)")
+        ids = self.vocab.encode(text)
+        if len(ids) == 0:  # a word prime of spaces only
+            ids = self.vocab.encode("\n")
+        return torch.as_tensor(ids, dtype=torch.long)[None]
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text} (for argmax sampling use --greedy)")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
