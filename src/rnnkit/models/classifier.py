@@ -1,0 +1,259 @@
+"""Sequence classifier, sequence tagger, and the MLP-on-windows baseline.
+
+    u_t = P x_t (input projection, optional) or E[x_t] (embedding, token ids)   (N, L, E)
+    h_t = Recurrent(u)_t                                  (N, L, dirs·H)   any cell, stacked, bidirectional
+    classifier: z = pool(h_1..h_len) → logits = W dropout(z) + b          (N, K)
+    tagger:     logits_t = W dropout(h_t) + b                               (N, L, K)
+
+Pooling over the real steps 1..len of each sequence (never the padding):
+- `last`: the output at the last real step; bidirectional: the forward half there and
+  the backward half at step 1 (each direction's final state);
+- `mean`, `max`: over the real steps;
+- `attention`: a_t = softmax_t(q · tanh(W h_t + b)) with a learned query q, z = Σ a_t h_t
+  (Bahdanau-style additive scoring; Yang et al. 2016 call q the context vector).
+
+So the answer for a sequence never depends on what it was batched with: the tests
+compare a ragged batch with each sequence run alone.
+
+`WindowMLP` is the lectures' feed-forward baseline: it sees the sequence only through
+windows of w steps, flattened in order (`ordered`) or averaged (`bag`, order-free),
+each through the same MLP, the window vectors pooled (mean or max) into class logits.
+Anything that depends on order across more than w steps is invisible to it.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..layers import Recurrent
+
+POOLINGS = ("last", "mean", "max", "attention")
+State = tuple[torch.Tensor, ...]
+
+
+def length_mask(lengths: torch.Tensor | None, N: int, L: int, device=None) -> torch.Tensor:
+    """(N, L) bool, True at real steps (all True when lengths is None)."""
+    if lengths is None:
+        return torch.ones(N, L, dtype=torch.bool, device=device)
+    lengths = torch.as_tensor(lengths, device=device)
+    return torch.arange(L, device=device)[None, :] < lengths[:, None]
+
+
+@torch.no_grad()
+def chrono_init(rnn: Recurrent, max_length: int) -> None:
+    """Chrono initialisation (Tallec & Ollivier 2018) of every LSTM cell of `rnn`, in place.
+
+    Forget-gate bias b_f = log(u), u ~ U(1, max_length - 1) per unit, input-gate bias
+    b_i = -b_f (bias_hh of both gates zeroed): units start with memory time scales spread
+    up to max_length steps, instead of the ~e steps of forget bias 1. Gate order i, f, g, o.
+    """
+    if rnn.cell_name != "lstm":
+        raise ValueError(f"chrono initialisation is for LSTM cells, this layer runs {rnn.cell_name!r}")
+    for cell in rnn.cells:
+        if cell.num_gates != 4:
+            raise ValueError("chrono initialisation needs the input and forget gates (LSTM variants with "
+                             f"4 gate blocks), this cell has {cell.num_gates}")
+        H = cell.hidden_size
+        forget = torch.empty(H).uniform_(1, max(max_length - 1, 2)).log_()
+        cell.bias_hh[: 2 * H].zero_()
+        cell.bias_ih[H: 2 * H] = forget
+        cell.bias_ih[:H] = -forget
+
+
+class SequenceEncoder(nn.Module):
+    """Inputs → (projection or embedding) → Recurrent; the body of the classifier and the tagger.
+
+    Args:
+        input_size: D features per step, or the vocabulary size V when `embedding`.
+        cell, hidden_size (H), num_layers, bidirectional, dropout (between layers),
+            **cell_options: as `Recurrent`.
+        projection_size: E > 0 puts a linear layer D → E before the recurrence (0: none).
+        embedding: inputs are token ids (N, L) into an embedding of `projection_size`
+            (default H) dimensions.
+    """
+
+    def __init__(self, input_size: int, cell: str = "lstm", hidden_size: int = 64, num_layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0, projection_size: int = 0,
+                 embedding: bool = False, **cell_options):
+        super().__init__()
+        if input_size < 1:
+            raise ValueError(f"input_size must be >= 1, got {input_size}")
+        self.embedding = None
+        self.projection = None
+        rnn_input = input_size
+        if embedding:
+            rnn_input = projection_size or hidden_size
+            self.embedding = nn.Embedding(input_size, rnn_input)
+        elif projection_size:
+            rnn_input = projection_size
+            self.projection = nn.Linear(input_size, projection_size)
+        self.rnn = Recurrent(cell, rnn_input, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                             dropout=dropout, **cell_options)
+        self.output_size = self.rnn.output_size
+
+    def forward(self, x: torch.Tensor, state: State | None = None, lengths=None):
+        """x (N, L, D) float or (N, L) ids -> (outputs (N, L, dirs·H), state); padded outputs are 0."""
+        if self.embedding is not None:
+            x = self.embedding(x.long())  # (N, L, E)
+        elif self.projection is not None:
+            x = self.projection(x)  # (N, L, E)
+        return self.rnn(x, state, lengths)
+
+
+class Pooling(nn.Module):
+    """Pools (N, L, F) step outputs over each sequence's real steps into (N, F); see the module docstring."""
+
+    def __init__(self, mode: str, features: int, bidirectional: bool = False):
+        super().__init__()
+        if mode not in POOLINGS:
+            raise ValueError(f"unknown pooling {mode!r}: expected one of {', '.join(POOLINGS)}")
+        self.mode, self.bidirectional = mode, bidirectional
+        if mode == "attention":
+            self.score = nn.Linear(features, features)
+            self.query = nn.Parameter(torch.randn(features) / features ** 0.5)
+
+    def forward(self, h: torch.Tensor, lengths=None, return_weights: bool = False):
+        N, L, F_ = h.shape
+        mask = length_mask(lengths, N, L, h.device)  # (N, L)
+        weights = None
+        if self.mode == "last":
+            last = (mask.sum(1) - 1).clamp(min=0)  # (N,) index of the last real step
+            forward_part = h[torch.arange(N, device=h.device), last]  # (N, F)
+            if self.bidirectional:  # the backward direction ends at step 0
+                half = F_ // 2
+                pooled = torch.cat([forward_part[:, :half], h[:, 0, half:]], dim=-1)
+            else:
+                pooled = forward_part
+        elif self.mode == "mean":
+            m = mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
+        elif self.mode == "max":
+            pooled = h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+        else:
+            scores = torch.tanh(self.score(h)) @ self.query  # (N, L)
+            weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=1)  # (N, L)
+            pooled = torch.einsum("nl,nlf->nf", weights, h)
+        return (pooled, weights) if return_weights else pooled
+
+
+class SequenceClassifier(nn.Module):
+    """Many-to-one: a sequence → K class logits (or K real outputs for regression).
+
+    Args:
+        input_size: D (or V with `embedding`). num_outputs: K.
+        pooling: last, mean, max or attention.
+        dropout: between recurrent layers and on the pooled vector.
+        the rest: as `SequenceEncoder`.
+
+    `forward(x, state=None, lengths=None) -> (logits (N, K), state)`.
+    """
+
+    def __init__(self, input_size: int, num_outputs: int, cell: str = "lstm", hidden_size: int = 64,
+                 num_layers: int = 1, bidirectional: bool = False, pooling: str = "last", dropout: float = 0.0,
+                 projection_size: int = 0, embedding: bool = False, **cell_options):
+        super().__init__()
+        self.encoder = SequenceEncoder(input_size, cell, hidden_size, num_layers, bidirectional, dropout,
+                                       projection_size, embedding, **cell_options)
+        self.pool = Pooling(pooling, self.encoder.output_size, bidirectional)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(self.encoder.output_size, num_outputs)
+
+    def forward(self, x: torch.Tensor, state: State | None = None, lengths=None):
+        h, state = self.encoder(x, state, lengths)  # (N, L, dirs·H)
+        z = self.pool(h, lengths)  # (N, dirs·H)
+        return self.head(self.drop(z)), state  # (N, K)
+
+    @torch.no_grad()
+    def attention_weights(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
+        """(N, L) weights of attention pooling (0 at padding); only for pooling='attention'."""
+        if self.pool.mode != "attention":
+            raise ValueError(f"attention_weights needs pooling='attention', this model pools by {self.pool.mode!r}")
+        h, _ = self.encoder(x, None, lengths)
+        return self.pool(h, lengths, return_weights=True)[1]
+
+
+class SequenceTagger(nn.Module):
+    """Aligned many-to-many: one prediction per real step.
+
+    `forward(x, state=None, lengths=None) -> (logits (N, L, K), state)`; logits at padded
+    steps are computed from zero outputs and must be ignored by the loss (targets IGNORE).
+    Arguments as `SequenceClassifier` (no pooling).
+    """
+
+    def __init__(self, input_size: int, num_outputs: int, cell: str = "lstm", hidden_size: int = 64,
+                 num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
+                 projection_size: int = 0, embedding: bool = False, **cell_options):
+        super().__init__()
+        self.encoder = SequenceEncoder(input_size, cell, hidden_size, num_layers, bidirectional, dropout,
+                                       projection_size, embedding, **cell_options)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(self.encoder.output_size, num_outputs)
+
+    def forward(self, x: torch.Tensor, state: State | None = None, lengths=None):
+        h, state = self.encoder(x, state, lengths)  # (N, L, dirs·H)
+        return self.head(self.drop(h)), state  # (N, L, K)
+
+
+class WindowMLP(nn.Module):
+    """The feed-forward baseline: an MLP on fixed windows of w steps, pooled over the windows.
+
+    Args:
+        input_size: D. num_outputs: K. window: w steps.
+        hidden_size: units of each of the `num_layers` hidden layers (ReLU).
+        mode: `ordered` flattens a window's w·D values in order; `bag` averages its w steps
+            (order-free; with w ≥ L it is a bag of steps).
+        pooling: `mean` or `max` over the windows of a sequence.
+        per_step: a tagger: step t gets the window that ends at t (zeros before the start).
+
+    Windows start at every real step s with s + w ≤ len; a sequence shorter than w gets
+    one window, zero-padded. `forward(x, state=None, lengths=None) -> (logits, None)`:
+    (N, K), or (N, L, K) with per_step.
+    """
+
+    def __init__(self, input_size: int, num_outputs: int, window: int = 5, hidden_size: int = 128,
+                 num_layers: int = 1, mode: str = "ordered", pooling: str = "mean", dropout: float = 0.0,
+                 per_step: bool = False):
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if mode not in ("ordered", "bag"):
+            raise ValueError(f"mode must be 'ordered' or 'bag', got {mode!r}")
+        if pooling not in ("mean", "max"):
+            raise ValueError(f"WindowMLP pooling must be 'mean' or 'max', got {pooling!r}")
+        self.window, self.mode, self.pooling, self.per_step = window, mode, pooling, per_step
+        width = input_size * window if mode == "ordered" else input_size
+        layers = []
+        for _ in range(num_layers):
+            layers += [nn.Linear(width, hidden_size), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden_size
+        self.mlp = nn.Sequential(*layers)
+        self.head = nn.Linear(width, num_outputs)
+
+    def _windows(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, L', D) -> (N, L' - w + 1, w, D)."""
+        return x.unfold(1, self.window, 1).transpose(2, 3)
+
+    def forward(self, x: torch.Tensor, state=None, lengths=None):
+        N, L, D = x.shape
+        w = self.window
+        mask = length_mask(lengths, N, L, x.device)
+        x = x * mask.unsqueeze(-1).to(x.dtype)  # whatever the padding held, it reads as zeros
+        if self.per_step:  # window ending at t: zeros before the start
+            win = self._windows(F.pad(x, (0, 0, w - 1, 0)))  # (N, L, w, D)
+        else:
+            win = self._windows(F.pad(x, (0, 0, 0, max(w - L, 0))))  # (N, S, w, D)
+        v = win.flatten(2) if self.mode == "ordered" else win.mean(2)  # (N, S, w·D) or (N, S, D)
+        z = self.mlp(v)  # (N, S, hidden)
+        if self.per_step:
+            return self.head(z), None  # (N, L, K)
+        S = z.shape[1]
+        real = mask.sum(1) if lengths is not None else torch.full((N,), L, device=x.device)
+        starts = torch.arange(S, device=x.device)[None, :]
+        valid = (starts <= (real[:, None] - w)) | (starts == 0)  # (N, S): windows inside the sequence
+        if self.pooling == "mean":
+            m = valid.unsqueeze(-1).to(z.dtype)
+            pooled = (z * m).sum(1) / m.sum(1)
+        else:
+            pooled = z.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(1)
+        return self.head(pooled), None  # (N, K)

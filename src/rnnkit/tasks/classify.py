@@ -1,0 +1,483 @@
+"""`classify`: many-to-one sequence classification (and regression), on real or synthetic data.
+
+    rnnkit train configs/classify-japanese-vowels.yaml
+    rnnkit eval runs/japanese-vowels --split test          # accuracy, macro P/R/F1, confusion matrix (+ PNG)
+    rnnkit sample runs/japanese-vowels --input new.npz     # predictions for new data (see `predict`)
+
+Data (`data.source`): `aeon` (a classification set bundled in aeon, `data.name`), `digits`
+(scikit-learn's digits row by row), `file` (a user's .npz/.csv, layout in
+rnnkit.data.sequences), or a synthetic task (`parity` final bit, `adding` (regression),
+`larger`, `order`; rnnkit.data.synthetic). The validation split is `data.valid_fraction`
+of the training split (stratified), or fold `data.fold` of `data.folds`; with neither
+(valid_fraction 0) training runs a fixed number of epochs and keeps the last
+checkpoint, the right choice for sets of a few dozen series. Synthetic tasks generate
+their own validation and test sets, and with `data.fresh` a new training set every
+epoch. Features are standardised with statistics of the training split only, saved as
+scaler.json with the class names (labels.json) in the run directory.
+
+Model (`model.architecture`): `rnn`, `rnnkit.models.SequenceClassifier` (any cell,
+stacked, bidirectional, pooling last/mean/max/attention), or `window_mlp`, the
+feed-forward baseline `rnnkit.models.WindowMLP`.
+
+Loss: cross-entropy (classes) or mean squared error (`adding`). Validation reports
+accuracy, macro precision/recall/F1 and mean IoU from a confusion matrix summed over
+the whole split (exact, also under data parallelism), not averaged per batch.
+
+The `tag` task (rnnkit.tasks.tag) shares all of this with a prediction at every step.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..cells import cell_names
+from ..config import ConfigError, Section, option
+from ..data.sequences import (IGNORE, FileLayout, Scaler, SequenceBatches, SequenceDataError, SequenceSet,
+                              kfold_split, load_aeon, load_digits_rows, load_file, stratified_split)
+from ..data.synthetic import SYNTHETIC, make_synthetic
+from ..metrics.classification import (classification_metrics, confusion_matrix, format_confusion,
+                                      save_confusion_png)
+from ..models.classifier import SequenceClassifier, SequenceTagger, WindowMLP, chrono_init
+from ..train import distributed
+from .base import Batch, LossOutput, Task, TaskCommandError, epoch_generator
+from .registry import register_task
+
+LABELS_FILE = "labels.json"
+SCALER_FILE = "scaler.json"
+SOURCES = ("aeon", "digits", "file") + SYNTHETIC
+
+
+@dataclass(frozen=True)
+class SequenceData(Section):
+    """Where the sequences come from, how they are split, scaled and batched."""
+
+    source: Literal["aeon", "digits", "file", "parity", "adding", "larger", "copy", "order"] = option(
+        "aeon", help="aeon: data.name from aeon's bundled sets; digits: sklearn digits by rows; file: "
+                     "data.path; parity, adding, larger, copy, order: generated")
+    name: str = option("JapaneseVowels", help="source=aeon: the data set (JapaneseVowels, BasicMotions, GunPoint, ...)")
+    path: str = option("", help="source=file: the training file (.npz or .csv); source=aeon: a directory "
+                                "of NAME/NAME_TRAIN.ts, NAME_TEST.ts files (default: aeon's bundled sets)")
+    test_path: str = option("", help="source=file: a separate test file ('' : test_fraction of data.path)")
+    id_column: str = option("id", help="CSV: the column naming the sequence of each row")
+    label_column: str = option("label", help="CSV: the label column")
+    step_column: str = option("", help="CSV: a column to order each sequence's rows by ('' : file order)")
+    valid_fraction: float = option(0.15, ge=0, lt=1,
+                                   help="held out of the training split for validation, per class (0: none; "
+                                        "train a fixed number of epochs)")
+    folds: int = option(0, ge=0, help="k-fold: validate on fold data.fold of this many folds of the training "
+                                      "split (0: use valid_fraction)")
+    fold: int = option(0, ge=0, help="k-fold: which fold is the validation split (0..folds-1)")
+    test_fraction: float = option(0.2, gt=0, lt=1,
+                                  help="digits, and file without test_path: the share held out as test split")
+    data_seed: int = option(0, ge=0, help="seed of the splits and of generated data (independent of run.seed)")
+    standardize: bool = option(True, help="scale each feature to mean 0, std 1 on the training split")
+    batch_size: int = option(32, ge=1, help="sequences per training batch")
+    eval_batch_size: int = option(256, ge=1, help="sequences per evaluation batch")
+    length: int = option(50, ge=1, help="synthetic: steps per sequence T (parity, adding, larger, order)")
+    min_length: int = option(0, ge=0, help="synthetic: lengths uniform in min_length..length (0: all = length)")
+    delay: int = option(10, ge=0, help="copy: blank steps between the symbols and the recall")
+    symbols: int = option(5, ge=1, help="copy: symbols to remember")
+    alphabet: int = option(8, ge=2, help="copy: symbol alphabet; order: vocabulary size")
+    train_size: int = option(10000, ge=1, help="synthetic: training sequences (per epoch with fresh)")
+    valid_size: int = option(500, ge=1, help="synthetic: validation sequences")
+    test_size: int = option(1000, ge=1, help="synthetic: test sequences")
+    fresh: bool = option(False, help="synthetic: new training sequences every epoch (seeded by data_seed, epoch)")
+
+    def check(self):
+        if self.folds == 1:
+            raise ConfigError("folds", 1, "0 (no k-fold) or at least 2")
+        if self.folds and self.fold >= self.folds:
+            raise ConfigError("fold", self.fold, f"0..{self.folds - 1} (data.folds is {self.folds})")
+        if self.source == "file" and not self.path:
+            raise ConfigError("path", self.path, "a .npz or .csv file when source is 'file'")
+        if self.min_length > self.length:
+            raise ConfigError("min_length", self.min_length, f"at most data.length ({self.length})")
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source in SYNTHETIC
+
+
+@dataclass(frozen=True)
+class SequenceModelConfig(Section):
+    """The recurrent classifier/tagger, or the MLP-on-windows baseline."""
+
+    architecture: Literal["rnn", "window_mlp"] = option("rnn", help="rnn: encoder + pooling; window_mlp: the "
+                                                                    "feed-forward baseline on windows")
+    cell: str = option("lstm", help="rnnkit cell: " + ", ".join(cell_names()))
+    variant: str = option("", help="cell variant (lstm: peephole, cifg, ...; gru: original); '' the default")
+    nonlinearity: str = option("", help="rnn cell: tanh or relu ('' the default)")
+    forget_bias: float | None = option(None, help="lstm: initial forget-gate bias (null: the cell's default, 1)")
+    chrono: int = option(0, ge=0, help="lstm: chrono initialisation of the gate biases for dependencies up to "
+                                       "this many steps (Tallec & Ollivier 2018; 0: off)")
+    hidden_size: int = option(64, ge=1, help="H, units per recurrent layer (window_mlp: per hidden layer)")
+    num_layers: int = option(1, ge=1, help="stacked recurrent layers (window_mlp: hidden layers)")
+    bidirectional: bool = option(False, help="a backward direction too, outputs concatenated")
+    pooling: Literal["last", "mean", "max", "attention"] = option(
+        "last", help="classify: how the step outputs become one vector (window_mlp: mean or max)")
+    projection_size: int = option(0, ge=0, help="a linear input projection D -> this before the recurrence (0: none)")
+    dropout: float = option(0.0, ge=0, lt=1, help="between layers and before the output layer")
+    window: int = option(5, ge=1, help="window_mlp: steps per window")
+    window_mode: Literal["ordered", "bag"] = option("ordered", help="window_mlp: flatten the window in order, "
+                                                                    "or average its steps (order-free)")
+
+    def check(self):
+        if self.cell not in cell_names():
+            near = difflib.get_close_matches(self.cell, cell_names(), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError("cell", self.cell, "one of " + ", ".join(cell_names()) + hint)
+        if self.chrono and (self.cell != "lstm" or self.architecture != "rnn"):
+            raise ConfigError("chrono", self.chrono, "0 unless cell is lstm (chrono initialises LSTM gate biases)")
+        if self.architecture == "window_mlp" and self.pooling not in ("mean", "max"):
+            raise ConfigError("pooling", self.pooling, "mean or max for architecture window_mlp")
+
+    def cell_options(self) -> dict:
+        options = {}
+        if self.variant:
+            options["variant"] = self.variant
+        if self.nonlinearity:
+            options["nonlinearity"] = self.nonlinearity
+        if self.forget_bias is not None:
+            options["forget_bias"] = self.forget_bias
+        return options
+
+
+@register_task("classify")
+class Classify(Task):
+    """Many-to-one: one class (or one value) per sequence; see the module docstring."""
+
+    DataConfig = SequenceData
+    ModelConfig = SequenceModelConfig
+    unit = "seq"
+    per_step = False  # the tag task sets True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.meta: dict | None = None  # kind, classes, input_size, source: labels.json
+        self.scaler: Scaler | None = None
+        self.splits: dict[str, SequenceSet] = {}
+        self._model = None
+        self._confusion: np.ndarray | None = None  # summed over an evaluation (eval mode only)
+        self._sequences = np.zeros(2)  # tag: (sequences, sequences with every step right)
+        self.last_confusion: np.ndarray | None = None
+
+    # -- data ------------------------------------------------------------------------------
+    def _kinds(self) -> tuple[str, ...]:
+        return ("tag",) if self.per_step else ("class", "value")
+
+    def _raw_splits(self) -> dict[str, SequenceSet]:
+        """train (before the validation cut), test and, for synthetic data, valid."""
+        d = self.data_config
+        classes = self.meta["classes"] if self.meta else None
+        kind = "tag" if self.per_step else "class"
+        if d.synthetic:
+            return {split: self._generate(split, k) for k, split in enumerate(("train", "valid", "test"))}
+        if d.source == "aeon":
+            train = load_aeon(d.name, "train", d.path or None, classes)
+            return {"train": train, "test": load_aeon(d.name, "test", d.path or None, train.classes)}
+        if d.source == "digits":
+            everything = load_digits_rows()
+        else:
+            layout = FileLayout(d.id_column, d.label_column, d.step_column)
+            everything = load_file(d.path, kind, classes, layout)
+            if d.test_path:
+                test = load_file(d.test_path, kind, everything.classes, layout)
+                return {"train": everything, "test": test}
+        keep, held = stratified_split(self._strata(everything), len(everything), d.test_fraction, d.data_seed)
+        return {"train": everything.subset(keep), "test": everything.subset(held)}
+
+    def _generate(self, split: str, stream: int, epoch: int | None = None) -> SequenceSet:
+        d = self.data_config
+        count = {"train": d.train_size, "valid": d.valid_size, "test": d.test_size}[split]
+        seed = [d.data_seed, stream] if epoch is None else [d.data_seed, stream, epoch]
+        return make_synthetic(d.source, np.random.default_rng(seed), count, length=d.length,
+                              min_length=d.min_length, per_step=self.per_step, delay=d.delay,
+                              symbols=d.symbols, alphabet=d.alphabet)
+
+    @staticmethod
+    def _strata(data: SequenceSet) -> np.ndarray | None:
+        return np.asarray(data.targets) if data.kind == "class" else None
+
+    def prepare_data(self) -> None:
+        d = self.data_config
+        where = f"data.source={d.source}" + (f", data.name={d.name}" if d.source == "aeon" else "")
+        try:
+            splits = self._raw_splits()
+            if splits["train"].kind not in self._kinds():
+                other = "tag" if splits["train"].kind == "tag" else "classify"
+                raise SequenceDataError(f"this source gives {splits['train'].kind!r} targets: use task: {other}")
+            if "valid" not in splits:
+                train = splits["train"]
+                if d.folds:
+                    keep, held = kfold_split(self._strata(train), len(train), d.folds, d.fold, d.data_seed)
+                elif d.valid_fraction > 0:
+                    keep, held = stratified_split(self._strata(train), len(train), d.valid_fraction, d.data_seed + 1)
+                else:
+                    keep, held = np.arange(len(train)), None
+                if held is not None:
+                    splits["valid"] = train.subset(held)
+                splits["train"] = train.subset(keep)
+            for name, data in splits.items():
+                data.check(f"{name} split ({where})")
+        except SequenceDataError as err:
+            key = "data.path" if d.source == "file" else ("data.name" if d.source == "aeon" else "data.source")
+            raise ConfigError(key, message=f"{where}: {err}") from None
+        train = splits["train"]
+        if self.meta is None:  # a fresh run; a resumed or evaluated one loaded these
+            self.meta = {"kind": train.kind, "classes": list(train.classes), "input_size": train.input_size,
+                         "source": d.source, "name": d.name if d.source == "aeon" else ""}
+            self.scaler = Scaler.fit(train) if d.standardize else Scaler.identity(train.input_size)
+        elif train.input_size != self.meta["input_size"]:
+            raise ConfigError("data.source", message=f"{where}: {train.input_size} features, the run was trained "
+                                                     f"on {self.meta['input_size']}")
+        self.splits = {name: self.scaler.apply(data) for name, data in splits.items()}
+
+    def save_assets(self, directory: Path) -> None:
+        directory = Path(directory)
+        (directory / LABELS_FILE).write_text(json.dumps(self.meta, indent=1))
+        self.scaler.save(directory / SCALER_FILE)
+
+    def load_assets(self, directory: Path) -> None:
+        directory = Path(directory)
+        if not (directory / LABELS_FILE).exists():
+            raise TaskCommandError(f"{directory}: no {LABELS_FILE}; this is not a classify/tag run")
+        self.meta = json.loads((directory / LABELS_FILE).read_text())
+        self.scaler = Scaler.load(directory / SCALER_FILE)
+
+    # -- model -----------------------------------------------------------------------------
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.meta["kind"] == "value" else len(self.meta["classes"])
+
+    def build_model(self):
+        m, D, K = self.model_config, self.meta["input_size"], self.num_outputs
+        if m.architecture == "window_mlp":
+            model = WindowMLP(D, K, window=m.window, hidden_size=m.hidden_size, num_layers=m.num_layers,
+                              mode=m.window_mode, pooling=m.pooling, dropout=m.dropout, per_step=self.per_step)
+        elif self.per_step:
+            model = SequenceTagger(D, K, m.cell, m.hidden_size, m.num_layers, m.bidirectional, m.dropout,
+                                   m.projection_size, **m.cell_options())
+        else:
+            model = SequenceClassifier(D, K, m.cell, m.hidden_size, m.num_layers, m.bidirectional, m.pooling,
+                                       m.dropout, m.projection_size, **m.cell_options())
+        if m.chrono and m.architecture == "rnn":
+            chrono_init(model.encoder.rnn, m.chrono)
+        self._model = model
+        return model
+
+    # -- batches ---------------------------------------------------------------------------
+    def _batches(self, data: SequenceSet, batch_size: int, generator=None):
+        return _Batches(SequenceBatches(data, batch_size, generator))
+
+    def train_batches(self, epoch: int):
+        d = self.data_config
+        data = self.splits["train"]
+        if d.synthetic and d.fresh and epoch > 0:  # epoch 0 is the set prepare_data made
+            data = self.scaler.apply(self._generate("train", 0, epoch))
+        return self._batches(data, d.batch_size, epoch_generator(self.config.run.seed, epoch))
+
+    def valid_batches(self):
+        if "valid" not in self.splits:
+            return ()
+        return self._batches(self.splits["valid"], self.data_config.eval_batch_size)
+
+    def eval_batches(self, split: str):
+        if split not in ("train", "valid", "test"):
+            raise TaskCommandError(f"task {self.name!r} has no split {split!r} (it has: train, valid, test)")
+        if split not in self.splits:
+            raise TaskCommandError(f"this run has no {split} split: it trained without validation "
+                                   "(data.valid_fraction 0, data.folds 0); evaluate with --split test")
+        return self._batches(self.splits[split], self.data_config.eval_batch_size)
+
+    # -- loss and metrics ------------------------------------------------------------------
+    def compute_loss(self, model, batch: Batch, state) -> LossOutput:
+        out, state = model(batch.inputs, None, batch.lengths)  # (N, K) or (N, L, K)
+        out = out.float()
+        y = batch.targets
+        if self.meta["kind"] == "value":
+            loss = F.mse_loss(out.squeeze(-1), y.float())
+            return LossOutput(loss, {}, state)
+        if self.per_step:
+            loss = F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum")
+            loss = loss / max(batch.num_items, 1)
+        else:
+            loss = F.cross_entropy(out, y)
+        pred = out.argmax(-1)
+        real = y != IGNORE
+        correct = ((pred == y) & real).sum()
+        metrics = {"accuracy": correct.float() / max(int(real.sum()), 1)}
+        if not model.training:  # evaluation: gather the exact confusion matrix of the split
+            K = self.num_outputs
+            cm = confusion_matrix(y.cpu().numpy(), pred.cpu().numpy(), K, IGNORE)
+            self._confusion = cm if self._confusion is None else self._confusion + cm
+            if self.per_step:
+                whole = ((pred == y) | ~real).all(dim=1)
+                self._sequences += np.array([len(whole), int(whole.sum())])
+        return LossOutput(loss, metrics, state)
+
+    def summarize(self, metrics: dict[str, float]) -> dict[str, float]:
+        metrics = dict(metrics)
+        if self.meta["kind"] == "value":
+            metrics["mse"] = metrics["loss"]
+        if self._confusion is not None:
+            K = self.num_outputs
+            packed = torch.tensor(np.concatenate([self._confusion.ravel(), self._sequences]), dtype=torch.float64)
+            packed = distributed.all_reduce_sum(packed).numpy()
+            cm = packed[: K * K].reshape(K, K).round().astype(np.int64)
+            metrics.update(classification_metrics(cm))
+            if self.per_step and packed[-2] > 0:
+                metrics["sequence_accuracy"] = float(packed[-1] / packed[-2])
+            self.last_confusion = cm
+        self._confusion, self._sequences = None, np.zeros(2)
+        return metrics
+
+    # -- command line ----------------------------------------------------------------------
+    @classmethod
+    def add_arguments(cls, command: str, parser) -> None:
+        if command == "eval":
+            parser.add_argument("--png", metavar="PATH", default=None,
+                                help="where to draw the confusion matrix (default RUN_DIR/plots/confusion-SPLIT.png)")
+            parser.add_argument("--no-png", action="store_true", help="do not draw the confusion matrix")
+        elif command in ("sample", "predict"):
+            parser.add_argument("--input", required=True, metavar="FILE",
+                                help="sequences to classify: .npz or .csv in the training layout (labels optional)")
+            parser.add_argument("--output", metavar="CSV", default=None, help="write the predictions here (default stdout)")
+
+    def report(self, metrics: dict[str, float], args) -> None:
+        if self.meta["kind"] == "value":
+            print(f"mse {metrics['mse']:.6g}")
+            return
+        for key in ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1", "mean_iou", "sequence_accuracy"):
+            if key in metrics:
+                print(f"{key} {metrics[key]:.4f}")
+        cm = self.last_confusion
+        if cm is None:
+            return
+        print(format_confusion(cm, self.meta["classes"]))
+        if getattr(args, "no_png", False):
+            return
+        run_dir = Path(args.run_dir)
+        run_dir = run_dir.parent if (run_dir / "trainer_state.json").exists() else run_dir
+        path = Path(args.png) if getattr(args, "png", None) else run_dir / "plots" / f"confusion-{args.split}.png"
+        try:
+            save_confusion_png(cm, path, self.meta["classes"], title=f"{run_dir.name}, split {args.split}: "
+                               f"accuracy {metrics['accuracy']:.4f}")
+            print(f"wrote {path}")
+        except ImportError:
+            print("(matplotlib is not installed: no PNG; pip install 'rnnkit[plot]')", file=sys.stderr)
+
+    def sample(self, model, args) -> None:
+        """`rnnkit sample RUN_DIR --input FILE`: predictions for new sequences (until `rnnkit predict`)."""
+        self.predict(model, args)
+
+    def predict(self, model, args) -> None:
+        """Write one CSV row per sequence (tag: per step): id, [step,] prediction, probability.
+
+        The input file uses the training layout; labels may be absent. Its features are
+        standardised with the run's scaler.json.
+        """
+        kind = self.meta["kind"]
+        layout = FileLayout(self.data_config.id_column, self.data_config.label_column, self.data_config.step_column)
+        try:
+            data = load_file(args.input, "tag" if kind == "tag" else "class", self.meta["classes"] or None,
+                             layout, require_labels=False)
+            if kind == "value":
+                data = SequenceSet(data.sequences, np.zeros(len(data), np.float32), [], "value", data.ids)
+            data.check(str(args.input))
+            data = self.scaler.apply(data)
+        except SequenceDataError as err:
+            raise TaskCommandError(str(err)) from None
+        rows = predict_rows(model, data, kind, self.meta["classes"], self.data_config.eval_batch_size)
+        out = open(args.output, "w", newline="") if getattr(args, "output", None) else sys.stdout
+        try:
+            for row in rows:
+                out.write(",".join(row) + "\n")
+            out.flush()
+        except BrokenPipeError:  # `| head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        finally:
+            if out is not sys.stdout:
+                out.close()
+
+
+class _Batches:
+    """`Padded` batches as trainer `Batch`es (len() for the ETA)."""
+
+    def __init__(self, padded):
+        self.padded = padded
+
+    def __len__(self) -> int:
+        return len(self.padded)
+
+    def __iter__(self):
+        for p in self.padded:
+            yield Batch(inputs=p.inputs, targets=p.targets, lengths=p.lengths, size=p.size)
+
+
+@torch.no_grad()
+def predict_rows(model, data: SequenceSet, kind: str, classes: list[str], batch_size: int = 256) -> list[list[str]]:
+    """A header and one row per sequence (tag: per step) of predictions by `model` (in eval mode)."""
+    device = next(model.parameters()).device
+    model.eval()
+    header = {"value": ["id", "value"], "class": ["id", "predicted", "probability"],
+              "tag": ["id", "step", "predicted", "probability"]}[kind]
+    rows = [header]
+    for start in range(0, len(data), batch_size):
+        index = list(range(start, min(start + batch_size, len(data))))
+        padded = SequenceBatches(data.subset(index), batch_size)
+        p = next(iter(padded))
+        out, _ = model(p.inputs.to(device), None, p.lengths)
+        out = out.float().cpu()
+        for row, i in enumerate(index):
+            sid = _csv_field(data.ids[i])
+            if kind == "value":
+                rows.append([sid, f"{float(out[row, 0]):.6g}"])
+            elif kind == "class":
+                prob = out[row].softmax(-1)
+                k = int(prob.argmax())
+                rows.append([sid, _csv_field(classes[k]), f"{float(prob[k]):.4f}"])
+            else:
+                prob = out[row, : int(p.lengths[row])].softmax(-1)  # (L_i, K)
+                for t, (k, q) in enumerate(zip(prob.argmax(-1).tolist(), prob.max(-1).values.tolist())):
+                    rows.append([sid, str(t), _csv_field(classes[k]), f"{q:.4f}"])
+    return rows
+
+
+def _csv_field(text: str) -> str:
+    text = str(text)
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
+
+
+def train_and_evaluate(config, splits: tuple[str, ...] = ("test",), stream=None) -> dict:
+    """Train a classify/tag `config` (rnnkit.config.Config) and evaluate its final weights.
+
+    Returns {"train": TrainResult, SPLIT: metrics, ..., "train_time_s": seconds}. The final
+    weights are those of the last step (fixed-epoch training); to evaluate the best
+    checkpoint, use `rnnkit eval RUN_DIR` instead. For the benchmarks and notebooks.
+    """
+    import io
+    import time
+
+    from ..tasks.registry import get_task
+    from ..train import Trainer, evaluate
+
+    task = get_task(config.task)(config)
+    start = time.process_time()
+    result = Trainer(config, task, stream=stream or io.StringIO()).fit()
+    cpu = time.process_time() - start
+    model = task._model
+    device = next(model.parameters()).device
+    out = {"train": result, "train_cpu_s": cpu}
+    for split in splits:
+        out[split] = evaluate(task, model, task.eval_batches(split), device=device)
+    return out
+

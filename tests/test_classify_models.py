@@ -1,0 +1,124 @@
+"""SequenceClassifier, SequenceTagger and WindowMLP: padding never changes the answer."""
+import pytest
+import torch
+
+from rnnkit.models import SequenceClassifier, SequenceTagger, WindowMLP
+from rnnkit.models.classifier import POOLINGS, chrono_init
+
+LENGTHS = [5, 2, 7, 1]
+D = 3
+
+
+def ragged(seed=0, pad_value=0.0):
+    """A (4, 7, D) batch whose padding holds `pad_value`, and the sequences alone."""
+    g = torch.Generator().manual_seed(seed)
+    singles = [torch.randn(1, L, D, generator=g) for L in LENGTHS]
+    x = torch.full((len(LENGTHS), max(LENGTHS), D), pad_value)
+    for i, s in enumerate(singles):
+        x[i, : s.shape[1]] = s[0]
+    return x, torch.tensor(LENGTHS), singles
+
+
+# the fused torch kernels (lstm, gru) and the loop path (peephole lstm, rnn) both take part
+ENCODERS = [dict(cell="lstm"), dict(cell="gru", bidirectional=True), dict(cell="lstm", variant="peephole"),
+            dict(cell="rnn", num_layers=2, bidirectional=True)]
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("encoder", ENCODERS, ids=lambda e: "-".join(f"{v}" for v in e.values()))
+def test_classifier_ragged_batch_equals_single_sequences(pooling, encoder):
+    torch.manual_seed(0)
+    model = SequenceClassifier(D, 4, hidden_size=6, pooling=pooling, **encoder).eval()
+    x, lengths, singles = ragged(pad_value=7.5)  # garbage in the padding must not leak in
+    batch, _ = model(x, None, lengths)
+    alone = torch.cat([model(s, None, torch.tensor([s.shape[1]]))[0] for s in singles])
+    torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-6)
+    alone_no_lengths = torch.cat([model(s)[0] for s in singles])
+    torch.testing.assert_close(batch, alone_no_lengths, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoder", ENCODERS[:3], ids=["lstm", "bigru", "peephole"])
+def test_tagger_ragged_batch_equals_single_sequences(encoder):
+    torch.manual_seed(0)
+    model = SequenceTagger(D, 3, hidden_size=5, **encoder).eval()
+    x, lengths, singles = ragged(1, pad_value=-3.0)
+    batch, _ = model(x, None, lengths)  # (N, L, K)
+    for i, s in enumerate(singles):
+        alone, _ = model(s)
+        torch.testing.assert_close(batch[i, : s.shape[1]], alone[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["ordered", "bag"])
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+@pytest.mark.parametrize("per_step", [False, True])
+def test_window_mlp_ragged_batch_equals_single_sequences(mode, pooling, per_step):
+    torch.manual_seed(0)
+    model = WindowMLP(D, 3, window=3, hidden_size=8, mode=mode, pooling=pooling, per_step=per_step).eval()
+    x, lengths, singles = ragged(2, pad_value=4.0)
+    batch, state = model(x, None, lengths)
+    assert state is None
+    for i, s in enumerate(singles):
+        alone, _ = model(s)
+        got = batch[i, : s.shape[1]] if per_step else batch[i]
+        torch.testing.assert_close(got, alone[0], rtol=1e-5, atol=1e-6)
+
+
+def test_window_mlp_bag_ignores_order_within_the_window_and_ordered_does_not():
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, D)
+    flipped = x.flip(1)
+    bag = WindowMLP(D, 2, window=4, mode="bag").eval()
+    ordered = WindowMLP(D, 2, window=4, mode="ordered").eval()
+    torch.testing.assert_close(bag(x)[0], bag(flipped)[0])
+    assert not torch.allclose(ordered(x)[0], ordered(flipped)[0])
+
+
+def test_attention_weights_are_a_distribution_over_real_steps():
+    torch.manual_seed(0)
+    model = SequenceClassifier(D, 2, hidden_size=4, pooling="attention").eval()
+    x, lengths, _ = ragged()
+    w = model.attention_weights(x, lengths)  # (N, L)
+    torch.testing.assert_close(w.sum(1), torch.ones(4))
+    for i, L in enumerate(LENGTHS):
+        assert (w[i, L:] == 0).all()
+    with pytest.raises(ValueError, match="attention"):
+        SequenceClassifier(D, 2, pooling="mean").attention_weights(x, lengths)
+
+
+def test_embedding_projection_and_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 10, (3, 6))
+    model = SequenceClassifier(10, 2, cell="gru", hidden_size=4, embedding=True, projection_size=5)
+    logits, _ = model(tokens, None, torch.tensor([6, 3, 1]))
+    assert logits.shape == (3, 2)
+    proj = SequenceClassifier(D, 2, hidden_size=4, projection_size=7, pooling="max")
+    out, _ = proj(torch.randn(2, 5, D), None, torch.tensor([5, 2]))
+    out.sum().backward()
+    assert all(p.grad is not None for p in proj.parameters())
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="pooling"):
+        SequenceClassifier(D, 2, pooling="median")
+    with pytest.raises(ValueError, match="window"):
+        WindowMLP(D, 2, window=0)
+    with pytest.raises(ValueError, match="mode"):
+        WindowMLP(D, 2, mode="shuffled")
+    with pytest.raises(ValueError, match="input_size"):
+        SequenceTagger(0, 2)
+
+
+def test_chrono_init_spreads_forget_biases_and_mirrors_the_input_gate():
+    torch.manual_seed(0)
+    model = SequenceClassifier(D, 2, hidden_size=50, num_layers=2, variant="peephole")
+    chrono_init(model.encoder.rnn, 1000)
+    for cell in model.encoder.rnn.cells:
+        H = 50
+        forget = cell.bias_ih[H:2 * H]
+        assert forget.min() >= 0 and forget.max() <= torch.log(torch.tensor(999.0)) and forget.std() > 0.5
+        torch.testing.assert_close(cell.bias_ih[:H], -forget)
+        assert (cell.bias_hh[:2 * H] == 0).all()
+    with pytest.raises(ValueError, match="LSTM"):
+        chrono_init(SequenceClassifier(D, 2, cell="gru").encoder.rnn, 100)
+    with pytest.raises(ValueError, match="4 gate blocks"):
+        chrono_init(SequenceClassifier(D, 2, variant="cifg").encoder.rnn, 100)

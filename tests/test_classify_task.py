@@ -1,0 +1,201 @@
+"""The `classify` and `tag` tasks end to end through the `rnnkit` command: train, eval, predict, bad input."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+from toytask import one_thread_fixture  # noqa: E402
+
+from rnnkit.cli import load_run, main  # noqa: E402
+from rnnkit.config import ConfigError, load_config  # noqa: E402
+from rnnkit.data.sequences import SequenceSet, save_npz  # noqa: E402
+from rnnkit.tasks import get_task  # noqa: E402
+from rnnkit.train import evaluate  # noqa: E402
+
+_one_thread = one_thread_fixture()
+
+
+def recipe(tmp_path, task="classify", data=None, model=None, trainer=None, name="r.yaml"):
+    config = {
+        "task": task,
+        "data": {"source": "larger", "length": 6, "min_length": 2, "train_size": 64, "valid_size": 24,
+                 "test_size": 24, "batch_size": 16, **(data or {})},
+        "model": {"cell": "gru", "hidden_size": 8, **(model or {})},
+        "optim": {"name": "adam", "lr": 0.01},
+        "trainer": {"max_epochs": 2, "log_every": 100, **(trainer or {})},
+        "run": {"dir": str(tmp_path / "run"), "seed": 0, "device": "cpu"},
+    }
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def user_file(tmp_path, n=24, kind="class", nan=False):
+    """A user's .npz: class = whether feature 0 sums above 0; ragged lengths 2..6."""
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(5.0, 3.0, size=(int(L), 3)).astype(np.float32) for L in rng.integers(2, 7, n)]
+    if nan:
+        seqs[3][1, 2] = np.nan
+    if kind == "tag":
+        targets = [(s[:, 0] > 5).astype(np.int64) for s in seqs]
+        data = SequenceSet(seqs, targets, ["lo", "hi"], "tag", [f"s{i}" for i in range(n)])
+    else:
+        data = SequenceSet(seqs, np.array([int(s[:, 0].mean() > 5) for s in seqs]), ["lo", "hi"], "class",
+                           [f"s{i}" for i in range(n)])
+    path = tmp_path / f"{kind}.npz"
+    save_npz(path, data)
+    return path
+
+
+def test_train_eval_writes_assets_confusion_and_png(tmp_path, capsys):
+    path = user_file(tmp_path)
+    assert main(["train", recipe(tmp_path, data={"source": "file", "path": str(path), "test_fraction": 0.25,
+                                                 "valid_fraction": 0.2})]) == 0
+    run = tmp_path / "run"
+    labels = json.loads((run / "labels.json").read_text())
+    assert labels["classes"] == ["0", "1"] and labels["input_size"] == 3
+    assert (run / "best" / "scaler.json").exists()
+    capsys.readouterr()
+    assert main(["eval", str(run), "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    for word in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "confusion matrix", "recall"):
+        assert word in out
+    assert (run / "plots" / "confusion-test.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["eval", str(run), "--split", "test", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0 <= metrics["macro_f1"] <= 1 and metrics["split"] == "test"
+
+
+def test_standardisation_uses_training_statistics_only(tmp_path):
+    path = user_file(tmp_path)
+    scaled, raw = [get_task("classify")(load_config(recipe(tmp_path, data={"source": "file", "path": str(path),
+                                                                          "standardize": flag})))
+                   for flag in (True, False)]
+    scaled.prepare_data(), raw.prepare_data()  # the same seeded splits, scaled and not
+    train_steps = np.concatenate(raw.splits["train"].sequences)
+    np.testing.assert_allclose(scaled.scaler.mean, train_steps.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(scaled.scaler.std, train_steps.std(0), rtol=1e-5)
+    for split in ("valid", "test"):  # applied, never refitted, on the other splits
+        np.testing.assert_allclose(np.concatenate(scaled.splits[split].sequences),
+                                   (np.concatenate(raw.splits[split].sequences) - scaled.scaler.mean)
+                                   / scaled.scaler.std, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("task_name,data,model", [
+    ("classify", {"source": "larger"}, {"pooling": "attention", "bidirectional": True}),
+    ("classify", {"source": "order", "alphabet": 4}, {"architecture": "window_mlp", "pooling": "max", "window": 3}),
+    ("tag", {"source": "parity"}, {"cell": "lstm", "variant": "peephole"}),
+    ("tag", {"source": "copy", "delay": 2, "symbols": 2, "alphabet": 3}, {"cell": "lstm"}),
+])
+def test_batch_composition_never_changes_the_metrics(tmp_path, task_name, data, model):
+    """Padding is invisible: evaluating one sequence at a time gives the ragged batch's figures."""
+    config = load_config(recipe(tmp_path, task_name, data=data, model=model))
+    task = get_task(task_name)(config)
+    task.prepare_data()
+    torch.manual_seed(0)
+    net = task.build_model()
+    figures = []
+    for size in (256, 1):
+        task.config = config.replace(data=type(config.data)(**{**config.data.__dict__, "eval_batch_size": size}))
+        figures.append(evaluate(task, net, task.eval_batches("test"), device=torch.device("cpu")))
+    assert figures[0].keys() == figures[1].keys()
+    for key in figures[0]:
+        assert figures[0][key] == pytest.approx(figures[1][key], rel=1e-5, abs=1e-6), key
+    if task_name == "tag":
+        assert "sequence_accuracy" in figures[0]
+
+
+def test_tag_and_regression_train_and_evaluate(tmp_path, capsys):
+    assert main(["train", recipe(tmp_path, "tag", data={"source": "parity"},
+                                 trainer={"metric": "accuracy", "mode": "max"})]) == 0
+    assert main(["eval", str(tmp_path / "run"), "--split", "test", "--no-png"]) == 0
+    out = capsys.readouterr().out
+    assert "sequence_accuracy" in out and "confusion matrix" in out
+    assert main(["train", recipe(tmp_path, data={"source": "adding", "length": 8}, name="a.yaml"),
+                 f"run.dir={tmp_path / 'adding'}"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "adding"), "--split", "test"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("mse ")
+
+
+def test_fresh_synthetic_data_changes_each_epoch_and_is_seeded(tmp_path):
+    config = load_config(recipe(tmp_path, data={"fresh": True}))
+    task = get_task("classify")(config)
+    task.prepare_data()
+    task.build_model()
+    first = [b.inputs for b in task.train_batches(1)]
+    again = [b.inputs for b in task.train_batches(1)]
+    other = [b.inputs for b in task.train_batches(2)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, other))
+
+
+def test_predict_new_data_through_sample_hook(tmp_path, capsys):
+    path = user_file(tmp_path)
+    assert main(["train", recipe(tmp_path, data={"source": "file", "path": str(path), "valid_fraction": 0})]) == 0
+    new = tmp_path / "new.csv"
+    new.write_text("id,a,b,c\nx,5,5,5\nx,6,1,2\ny,-1,0,0\n")
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "run"), "--input", str(new)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "id,predicted,probability" and [ln.split(",")[0] for ln in lines[1:]] == ["x", "y"]
+    assert all(ln.split(",")[1] in ("0", "1") for ln in lines[1:])
+    # the model's own answer on the features scaled with the run's scaler.json
+    task, model, _, _ = load_run(tmp_path / "run")
+    x = (torch.tensor([[5.0, 5, 5], [6, 1, 2]]) - torch.tensor(task.scaler.mean).float()) / torch.tensor(task.scaler.std).float()
+    assert lines[1].split(",")[1] == task.meta["classes"][int(model(x[None])[0].argmax())]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,a,b\nx,5,5\n")
+    assert main(["sample", str(tmp_path / "run"), "--input", str(bad)]) == 1
+    assert "2 features; this model was trained on 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"source": "aeon", "name": "JapaneseVowls"}, "did you mean 'JapaneseVowels'"),
+    ({"source": "aeon", "name": "FordA"}, "not available offline"),
+    ({"source": "copy"}, "use task: tag"),
+    ({"source": "file", "path": "NAN"}, "NaN or infinite value"),
+    ({"source": "file", "path": "/nonexistent.npz"}, "no such file"),
+    ({"folds": 3, "fold": 3}, "data.fold = 3: expected 0..2"),
+])
+def test_bad_input_stops_before_anything_is_written(tmp_path, capsys, data, message):
+    if data.get("source") == "aeon":
+        pytest.importorskip("aeon")
+    if data.get("path") == "NAN":
+        data = {**data, "path": str(user_file(tmp_path, nan=True))}
+    assert main(["train", recipe(tmp_path, data=data)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("rnnkit: error:")
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_without_a_validation_split_says_how_to_evaluate(tmp_path, capsys):
+    assert main(["train", recipe(tmp_path, data={"source": "file", "path": str(user_file(tmp_path)),
+                                                 "valid_fraction": 0}, trainer={"max_epochs": 1})]) == 0
+    assert not (tmp_path / "run" / "best").exists() and (tmp_path / "run" / "last").exists()
+    assert main(["eval", str(tmp_path / "run")]) == 1
+    assert "--split test" in capsys.readouterr().err
+
+
+def test_model_config_errors():
+    with pytest.raises(ConfigError, match="model.cell = 'lstn'.*did you mean 'lstm'"):
+        load_config({"task": "classify", "model": {"cell": "lstn"}})
+    with pytest.raises(ConfigError, match="model.pooling = 'last': expected mean or max"):
+        load_config({"task": "classify", "model": {"architecture": "window_mlp"}})
+    with pytest.raises(ConfigError, match="model.chrono = 50: expected 0 unless cell is lstm"):
+        load_config({"task": "classify", "model": {"cell": "gru", "chrono": 50}})
+    with pytest.raises(ConfigError, match="data.path"):
+        load_config({"task": "tag", "data": {"source": "file"}})
+
+
+@pytest.mark.parametrize("name", ["classify-japanese-vowels", "classify-digits", "classify-basicmotions", "adding",
+                                  "parity", "copy", "order", "larger-total"])
+def test_recipes_are_valid(name):
+    config = load_config(TESTS.parent / "configs" / f"{name}.yaml")
+    assert config.task in ("classify", "tag")
