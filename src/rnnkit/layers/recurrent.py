@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells import make_cell
+from . import kernels
 
 State = tuple[torch.Tensor, ...]
 
@@ -141,7 +142,7 @@ class Recurrent(nn.Module):
         lengths = self._check_lengths(lengths, N, L)
         state = self._check_state(state, N, x)
 
-        if self.uses_fused:
+        if self.uses_fused and not kernels.replaces_fused(self.cells[0], x):
             out, state = self._forward_fused(x, state, lengths)
         else:
             out, state = self._forward_loop(x, state, lengths)
@@ -248,6 +249,11 @@ class Recurrent(nn.Module):
 
     def _run_direction(self, k: int, x, state: State, mask):
         """Run cell k over x (L, N, D_k) from `state`; returns outputs (L, N, H) and final state."""
+        if kernels.enabled():  # the fast loops (layers/kernels); this loop is their reference
+            fast = kernels.run_direction(self.cells[k], x, state, mask, self.num_cell_states,
+                                         self.skip, self.skip_weights[k] if self.skip else None)
+            if fast is not None:
+                return fast
         cell = self.cells[k]
         n = self.num_cell_states
         cell_state, history = state[:n], state[n:]

@@ -1,0 +1,308 @@
+"""The fast recurrence loops (rnnkit.layers.kernels) against `Recurrent`'s reference loop.
+
+Each backend that can run here (the Python loops always, the C++ extension when it
+builds) runs every cell with and without a skip connection, with and without lengths,
+in float32 and float64; outputs, final state and the gradients of x, the initial state
+and every parameter must equal the reference loop's (RNNKIT_KERNEL=loop) to 1e-5 /
+1e-10. The custom autograd Function is gradchecked in float64, the two backends are
+compared with each other, and the fallback without the extension is run in a fresh
+process (RNNKIT_NO_EXTENSION=1, and a build that fails).
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from rnnkit.layers import Recurrent, kernels
+from rnnkit.layers.kernels import extension, function, python_loop
+
+from reference import CELL_IDS, CELL_OPTIONS, tolerance
+
+N, L, D, H = 3, 7, 4, 5
+LENGTHS = torch.tensor([7, 3, 1])
+
+BACKENDS = ["python", "cpp"]
+
+
+def backend_module(name):
+    if name == "cpp" and not extension.available():
+        pytest.skip(f"C++ extension unavailable here ({extension._state['reason']})")
+    return python_loop if name == "python" else extension
+
+
+def build(cell_id, dtype, seed=0, **options):
+    config = dict(CELL_OPTIONS[cell_id])
+    cell = config.pop("cell")
+    torch.manual_seed(seed)
+    layer = Recurrent(cell, H if cell == "additive" else D, H, **config, **options).to(dtype).eval()
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():  # every parameter nonzero and different, biases and skips included
+        for p in layer.parameters():
+            p.copy_(0.4 * torch.randn(p.shape, generator=generator).to(dtype))
+    return layer
+
+
+def run_layer(layer, x, state, lengths):
+    """Outputs, final state, and the gradients of a loss that weights every element."""
+    out, final = layer(x, state, lengths=lengths)
+    generator = torch.Generator().manual_seed(5)
+    loss = sum((t * torch.randn(t.shape, generator=generator).to(t.dtype)).sum() for t in (out, *final))
+    leaves = [x, *state, *layer.parameters()]
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    return out, final, [torch.zeros_like(v) if g is None else g for v, g in zip(leaves, grads)]
+
+
+def inputs(layer, dtype, seed=3):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, L, layer.input_size, generator=generator).to(dtype).requires_grad_()
+    state = tuple((0.5 * torch.randn(1, N, H, generator=generator)).to(dtype).requires_grad_()
+                  for _ in range(layer.num_states))
+    return x, state
+
+
+@pytest.fixture
+def use_backend(monkeypatch):
+    def use(name):
+        module = backend_module(name)
+        monkeypatch.setattr(function, "_backend", lambda x: module)
+    return use
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["dense", "lengths"])
+@pytest.mark.parametrize("skip", [0, 1, 3])
+@pytest.mark.parametrize("cell_id", CELL_IDS)
+def test_kernel_matches_reference_loop(cell_id, skip, with_lengths, dtype, backend, use_backend, monkeypatch):
+    layer = build(cell_id, dtype, skip=skip)
+    if layer.uses_fused:
+        layer.residual = True  # one layer: no effect, but Recurrent takes its loop path
+    lengths = LENGTHS if with_lengths else None
+    x, state = inputs(layer, dtype)
+    use_backend(backend)
+    got = run_layer(layer, x, state, lengths)
+    monkeypatch.setenv("RNNKIT_KERNEL", "loop")
+    want = run_layer(layer, x, state, lengths)
+    atol, rtol = tolerance(dtype)
+    torch.testing.assert_close(got[0], want[0], atol=atol, rtol=rtol)
+    assert len(got[1]) == len(want[1]) == layer.num_states
+    for e, (a, b) in enumerate(zip(got[1], want[1])):
+        torch.testing.assert_close(a, b, atol=atol, rtol=rtol, msg=lambda m: f"state[{e}]: {m}")
+    names = ["x", *[f"state[{i}]" for i in range(len(state))], *[n for n, _ in layer.named_parameters()]]
+    for name, a, b in zip(names, got[2], want[2]):
+        torch.testing.assert_close(a, b, atol=atol, rtol=rtol, msg=lambda m: f"grad of {name}: {m}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cell_id", CELL_IDS)
+def test_kernel_stack_options(cell_id, backend, use_backend, monkeypatch):
+    """Stacked, bidirectional, residual, skip 2 with lengths: the kernels inside the
+    whole layer, against the reference loop (float64)."""
+    options = {"num_layers": 2, "residual": True, "skip": 2}
+    if cell_id != "additive":
+        options["bidirectional"] = True
+    layer = build(cell_id, torch.float64, **options)
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(N, L, layer.input_size, generator=generator, dtype=torch.float64).requires_grad_()
+    state = tuple(s.requires_grad_() for s in 0.5 * torch.randn(
+        layer.num_states, layer.num_layers * layer.num_directions, N, H, generator=generator, dtype=torch.float64))
+    use_backend(backend)
+    got = run_layer(layer, x, state, LENGTHS)
+    monkeypatch.setenv("RNNKIT_KERNEL", "loop")
+    want = run_layer(layer, x, state, LENGTHS)
+    for a, b in zip([got[0], *got[1], *got[2]], [want[0], *want[1], *want[2]]):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def function_inputs(cell_id, skip, seed=0, n=2, length=4, inside=False):
+    """The Recurrence Function's inputs for one direction of a small float64 layer:
+    [xp, x, weight_ih, bias_in, h_init, c0, g0, weight_hh, bias_rec, weight_skip, peep,
+    weight_gate]; with inside=True, x, weight_ih and bias_in instead of xp."""
+    layer = build(cell_id, torch.float64, seed=seed, skip=skip)
+    cell = layer.cells[0]
+    spec, params = kernels.describe(cell, skip, layer.skip_weights[0] if skip else None)
+    generator = torch.Generator().manual_seed(seed + 2)
+    rand = lambda *shape: torch.randn(*shape, generator=generator, dtype=torch.float64)  # noqa: E731
+    if inside:
+        xp, x = None, rand(length, n, cell.input_size)
+        w_ih, b_in = cell.weight_ih.detach().clone(), cell.folded_bias().detach().clone()
+    else:
+        xp, x, w_ih, b_in = rand(length, n, spec.num_gates * H), None, None, None
+    h_init = 0.5 * rand(max(skip - 1, 0) + 1, n, H)
+    c0 = 0.5 * rand(n, H) if spec.has_cell_state else None
+    g0 = torch.rand(n, 3 * H, generator=generator, dtype=torch.float64) if spec.gate_recurrence else None
+    tensors = [xp, x, w_ih, b_in, h_init, c0, g0,
+               *(None if p is None else p.detach().clone() for p in params.as_tuple())]
+    return spec, tensors
+
+
+def gradcheck_function(module, spec, tensors, lengths):
+    present = [i for i, t in enumerate(tensors) if t is not None]
+    leaves = [tensors[i].requires_grad_() for i in present]
+
+    def run(*values):
+        args = list(tensors)
+        for i, v in zip(present, values):
+            args[i] = v
+        return function.Recurrence.apply(module, spec, lengths, *args)
+
+    assert torch.autograd.gradcheck(run, leaves, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["dense", "lengths"])
+@pytest.mark.parametrize("skip", [0, 3])
+@pytest.mark.parametrize("cell_id", CELL_IDS)
+def test_function_gradcheck(cell_id, skip, with_lengths, backend):
+    spec, tensors = function_inputs(cell_id, skip)
+    gradcheck_function(backend_module(backend), spec, tensors, torch.tensor([4, 2]) if with_lengths else None)
+
+
+INSIDE_CELLS = [c for c in CELL_IDS if c.startswith(("lstm", "rnn", "irnn"))]
+
+
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["dense", "lengths"])
+@pytest.mark.parametrize("skip", [0, 2])
+@pytest.mark.parametrize("cell_id", INSIDE_CELLS)
+def test_function_gradcheck_input_product_inside(cell_id, skip, with_lengths):
+    """The extension's mode where the input product runs inside each step (x, W_ih, bias
+    instead of xp): gradcheck, and equal to the xp mode."""
+    backend_module("cpp")
+    spec, tensors = function_inputs(cell_id, skip, inside=True)
+    lengths = torch.tensor([4, 2]) if with_lengths else None
+    if not extension.projects_inside(spec, 2, training=False):
+        pytest.skip("no input product inside the steps on this CPU")
+    gradcheck_function(extension, spec, tensors, lengths)
+    x, w_ih, b_in = (t.detach() for t in tensors[1:4])
+    xp_tensors = [x @ w_ih.t() + b_in, None, None, None, *tensors[4:]]
+    inside = function.Recurrence.apply(extension, spec, lengths, *tensors)
+    outside = function.Recurrence.apply(extension, spec, lengths, *xp_tensors)
+    for a, b in zip(inside, outside):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("save", [True, False], ids=["training", "inference"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["dense", "lengths"])
+@pytest.mark.parametrize("skip", [0, 2])
+@pytest.mark.parametrize("cell_id", CELL_IDS)
+def test_backends_agree(cell_id, skip, with_lengths, save):
+    """The C++ loops and the Python loops: same buffers forward, same gradients backward."""
+    backend_module("cpp")
+    spec, tensors = function_inputs(cell_id, skip, seed=4)
+    xp, state, params = tensors[0], tensors[4:7], tensors[7:]
+    lengths = torch.tensor([4, 2]) if with_lengths else None
+    fwd = [m.forward(spec, xp, *state, *params, lengths, save) for m in (python_loop, extension)]
+    for a, b in zip(*fwd):
+        assert (a is None) == (b is None)
+        if a is not None:  # without backward, c and the FGR gates may keep only the last step
+            torch.testing.assert_close(a if save else a[-b.shape[0]:], b, atol=1e-12, rtol=1e-12)
+    if not save:
+        return
+    hbuf, cs, gs, acts = fwd[0]
+    generator = torch.Generator().manual_seed(9)
+    grad_h = torch.randn(hbuf.shape, generator=generator, dtype=torch.float64)
+    grad_c = torch.randn(cs.shape[1:], generator=generator, dtype=torch.float64) if cs is not None else None
+    grad_g = torch.randn(gs.shape[1:], generator=generator, dtype=torch.float64) if gs is not None else None
+    bwd = [m.backward(spec, grad_h, grad_c, grad_g, hbuf, cs, gs, acts, *params, lengths)
+           for m in (python_loop, extension)]
+    for a, b in zip(*bwd):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_batch, hidden", [(1, 300), (3, 100), (16, 40)], ids=["N1", "N3", "N16"])
+@pytest.mark.parametrize("skip", [0, 1, 3])
+@pytest.mark.parametrize("cell_id", CELL_IDS)
+def test_two_threads_larger_shapes(cell_id, skip, n_batch, hidden, monkeypatch):
+    """Shapes big enough for the extension to run its loop on two threads (rows or
+    columns split between them) and its own register-blocked products: equal to the
+    Python loops (float64, with lengths, outputs, state and all gradients)."""
+    module = backend_module("cpp")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        config = dict(CELL_OPTIONS[cell_id])
+        cell = config.pop("cell")
+        torch.manual_seed(0)
+        size_in = hidden if cell == "additive" else 30
+        layer = Recurrent(cell, size_in, hidden, skip=skip, **config).double()
+        layer.residual = True  # one layer: the loop path even for torch's configurations
+        x = torch.randn(n_batch, 9, size_in, dtype=torch.float64, requires_grad=True)
+        lengths = torch.tensor([9, 4, 1, 9, 2, 7, 8, 3] * 2)[:n_batch]
+        results = []
+        for backend in (python_loop, module):
+            monkeypatch.setattr(function, "_backend", lambda x, backend=backend: backend)
+            out, final = layer(x, lengths=lengths)
+            loss = out.sum() + sum((s * s).sum() for s in final)
+            results.append([out, *final, *torch.autograd.grad(loss, [x, *layer.parameters()])])
+        for a, b in zip(*results):
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("cell_id", ["lstm-peephole", "gru-original", "rnn-relu"])
+def test_inference_mode(cell_id, monkeypatch):
+    """Under torch.inference_mode the kernels save nothing and give the same outputs."""
+    layer = build(cell_id, torch.float64, skip=1)
+    x = torch.randn(N, L, layer.input_size, dtype=torch.float64)
+    with torch.inference_mode():
+        out, final = layer(x, lengths=LENGTHS)
+    monkeypatch.setenv("RNNKIT_KERNEL", "loop")
+    with torch.no_grad():
+        ref_out, ref_final = layer(x, lengths=LENGTHS)
+    torch.testing.assert_close(out, ref_out, atol=1e-10, rtol=1e-10)
+    for a, b in zip(final, ref_final):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_unknown_cells_take_the_loop():
+    """A cell the kernels do not describe (a user's own) runs Recurrent's own loop."""
+    from rnnkit.cells import ElmanCell
+
+    class Doubling(ElmanCell):
+        def step(self, xp_t, state):
+            return (2 * super().step(xp_t, state)[0],)
+
+    assert kernels.describe(Doubling(D, H), 0, None) is None
+
+
+# ---- without the extension ------------------------------------------------------------
+
+CHECK = textwrap.dedent("""
+    import logging, torch
+    logging.basicConfig(level=logging.WARNING)
+    from rnnkit import Recurrent
+    from rnnkit.layers.kernels import extension
+    layer = Recurrent("lstm", 3, 4, variant="peephole").double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    out, _ = layer(x)
+    out.sum().backward()
+    out2, _ = layer(x)  # a second call: no second attempt, no second message
+    print("available", extension.available(), "grad", bool(torch.isfinite(x.grad).all()))
+""")
+
+
+def run_fresh(env_extra):
+    env = {**os.environ, **env_extra}
+    result = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_disabled_extension_falls_back_quietly():
+    result = run_fresh({"RNNKIT_NO_EXTENSION": "1"})
+    assert "available False grad True" in result.stdout
+    assert "could not be built" not in result.stderr
+
+
+def test_failed_build_falls_back_and_says_so_once(tmp_path):
+    """No usable compiler: one warning in the log, then the Python loops."""
+    env = {"RNNKIT_NO_EXTENSION": "", "RNNKIT_EXTENSION_DIR": str(tmp_path), "CXX": str(tmp_path / "no-such-c++")}
+    result = run_fresh(env)
+    assert "available False grad True" in result.stdout
+    assert result.stderr.count("could not be built") == 1
