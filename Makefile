@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test test-fast bench clean
+.PHONY: setup test demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -15,6 +15,11 @@ $(VENV)/.installed: pyproject.toml scripts/ensure_torch.py
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The main job: a character LSTM on the stdlib's source, then a sample primed with "def ".
+demo: setup
+	$(PY) -m rnnkit train configs/charlm-stdlib.yaml run.overwrite=true
+	$(PY) -m rnnkit sample runs/charlm-stdlib --prime "def " --length 500 --temperature 0.8 --seed 123
 
 bench: setup
 	$(PY) benchmarks/speed.py
