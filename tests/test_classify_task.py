@@ -144,6 +144,8 @@ def test_predict_new_data_through_sample_hook(tmp_path, capsys):
     capsys.readouterr()
     assert main(["sample", str(tmp_path / "run"), "--input", str(new)]) == 0
     lines = capsys.readouterr().out.splitlines()
+    assert main(["predict", str(tmp_path / "run"), "--input", str(new)]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
     assert lines[0] == "id,predicted,probability" and [ln.split(",")[0] for ln in lines[1:]] == ["x", "y"]
     assert all(ln.split(",")[1] in ("0", "1") for ln in lines[1:])
     # the model's own answer on the features scaled with the run's scaler.json

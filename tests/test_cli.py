@@ -110,6 +110,8 @@ def test_train_then_info_eval_sample_plot(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["sample", str(run), "--help"])
     assert "options of task 'toy'" in capsys.readouterr().out
+    assert main(["predict", str(run)]) == 1  # the toy task reads no new inputs
+    assert "has no prediction for new data" in capsys.readouterr().err
 
     # RECIPE --resume RUN_DIR with an override: one more epoch
     assert main(["train", str(path), "model.hidden_size=12", "--resume", str(run), "trainer.max_epochs=3"]) == 0

@@ -38,6 +38,8 @@ values are read as YAML (512, 1e-3, true, [0.9, 0.99], null).""",
     "sample": """examples:
   rnnkit sample runs/charlm --prime "def " --temperature 0.8 --length 500
   rnnkit sample runs/charlm --help            # the options of this run's task""",
+    "predict": """examples:
+  rnnkit predict runs/japanese-vowels --input new.csv --output predictions.csv""",
     "plot": """examples:
   rnnkit plot runs/charlm                     # writes runs/charlm/plots/*.png
   rnnkit plot runs/charlm --out /tmp/plots --smooth 50""",
@@ -91,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(train)
 
     for name, text in (("eval", "evaluate a run's checkpoint on a data split"),
-                       ("sample", "generate from a run's checkpoint (task-specific options)")):
+                       ("sample", "generate from a run's checkpoint (task-specific options)"),
+                       ("predict", "predict for new data with a run's checkpoint (task-specific options)")):
         p = sub.add_parser(name, help=text, description=text + ".", epilog=EXAMPLES[name], formatter_class=fmt)
         _run_dir_options(p)
         if name == "eval":
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # eval/sample: the run's task adds options, so parse those in two passes
-    if argv and argv[0] in ("eval", "sample"):
+    if argv and argv[0] in ("eval", "sample", "predict"):
         args = _parse_with_task_options(parser, argv)
     else:
         # overrides may follow options (`train x.yaml --import m a.b=1`): collect the stray ones
@@ -277,6 +280,12 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace, argv: list[str]) -> int:
+    task, model, _, _ = load_run(args.run_dir, args.checkpoint, args.device)
+    task.predict(model, args)
+    return 0
+
+
 def cmd_info(args: argparse.Namespace, argv: list[str]) -> int:
     import yaml
 
@@ -330,4 +339,4 @@ def cmd_plot(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "info": cmd_info, "plot": cmd_plot}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "predict": cmd_predict, "info": cmd_info, "plot": cmd_plot}

@@ -145,12 +145,17 @@ class Task:
 
     @classmethod
     def add_arguments(cls, command: str, parser: argparse.ArgumentParser) -> None:
-        """Add task-specific options to `rnnkit eval` or `rnnkit sample` (command names it)."""
+        """Add task-specific options to `rnnkit eval`, `sample` or `predict` (command names it)."""
 
     def sample(self, model: nn.Module, args: argparse.Namespace) -> None:
         """`rnnkit sample RUN_DIR ...`: generate from a trained model (print to stdout)."""
         raise TaskCommandError(f"task {self.name!r} has no sampling; `rnnkit sample` is for tasks "
                                "that generate (charlm, music, seq2seq)")
+
+    def predict(self, model: nn.Module, args: argparse.Namespace) -> None:
+        """`rnnkit predict RUN_DIR ...`: the model's answers for new data (print or write them)."""
+        raise TaskCommandError(f"task {self.name!r} has no prediction for new data; `rnnkit predict` "
+                               "is for tasks that read new inputs (classify, tag)")
 
     def report(self, metrics: dict[str, float], args: argparse.Namespace) -> None:
         """`rnnkit eval` output after the metrics are computed. Default: one 'name value' line each."""

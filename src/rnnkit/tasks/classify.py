@@ -376,7 +376,7 @@ class Classify(Task):
             print("(matplotlib is not installed: no PNG; pip install 'rnnkit[plot]')", file=sys.stderr)
 
     def sample(self, model, args) -> None:
-        """`rnnkit sample RUN_DIR --input FILE`: predictions for new sequences (until `rnnkit predict`)."""
+        """`rnnkit sample RUN_DIR --input FILE`: the same as `rnnkit predict`."""
         self.predict(model, args)
 
     def predict(self, model, args) -> None:
