@@ -116,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("run_dir", metavar="RUN_DIR")
     info.add_argument("--json", action="store_true", help="print as JSON")
     _common(info)
+
+    from .commands import discover
+
+    for module in discover():  # translate, generate, neurons, ... (rnnkit/commands/)
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP + ".",
+                           epilog=getattr(module, "EXAMPLES", None), formatter_class=fmt)
+        module.add_arguments(p)
+        _common(p)
+        p.set_defaults(plugin=module)
     return parser
 
 
@@ -141,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         args.items = getattr(args, "items", []) + extra
     try:
         _import_modules(getattr(args, "imports", None))
+        plugin = getattr(args, "plugin", None)
+        if plugin is not None:
+            return plugin.run(args)
         return COMMANDS[args.command](args, argv)
     except (ConfigError, CliError, UnknownTaskError) as err:
         print(f"rnnkit: error: {_message(err)}", file=sys.stderr)
