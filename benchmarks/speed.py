@@ -15,6 +15,8 @@ GFLOP/s of training against the sgemm peak measured at the start.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import time
 
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from rnnkit import Recurrent
+from rnnkit.layers import kernels
 
 SHAPES = {"A": (32, 100, 128, 256), "B": (64, 200, 256, 512), "C": (1, 1000, 64, 256)}
 
@@ -54,19 +57,50 @@ def build(name: str, D: int, H: int) -> nn.Module:
 
 
 def flops_per_token(name: str, D: int, H: int) -> float:
-    """Multiply-adds of the matrix products of one forward step, ×2 (training ≈ 3× forward)."""
+    """Floating-point operations of the matrix products of one training token (forward
+    and backward; the input needs no gradient): the input product twice (forward, weight
+    gradient) and the recurrent product three times (forward, weight gradient, state
+    gradient)."""
     if name == "additive":
         return 0.0
     family = name.split(":")[0].split("+")[0]
     gates = {"nn.LSTM": 4, "lstm": 4, "nn.GRU": 3, "gru": 3}.get(family, 1)
     if family == "lstm" and ":" in name:
         gates = {"nig": 3, "nfg": 3, "nog": 3, "cifg": 3}.get(name.split(":")[1], 4)
-    flops = 2.0 * gates * H * (D + H)
+    recurrent = 2.0 * gates * H * H
     if name.endswith("fgr"):
-        flops += 2.0 * 9 * H * H
+        recurrent += 2.0 * 9 * H * H
     if "skip" in name:
-        flops += 2.0 * gates * H * H
-    return flops
+        recurrent += 2.0 * gates * H * H
+    return 2 * (2.0 * gates * H * D) + 3 * recurrent
+
+
+def run_path(module: nn.Module, x: torch.Tensor) -> str:
+    """Which code computes `module` on `x`: torch's own module, torch's fused kernel
+    (reached through Recurrent), rnnkit's C++ kernels, or their Python fallback."""
+    if not isinstance(module, Recurrent):
+        return "torch"
+    if module.uses_fused and not kernels.replaces_fused(module.cells[0], x):
+        return "torch fused"
+    if not kernels.enabled():
+        return "python loop"
+    return "rnnkit C++" if kernels.extension.available() else "rnnkit python"
+
+
+@contextlib.contextmanager
+def python_loop(on: bool):
+    """Recurrent's plain Python loop (input product hoisted, no kernels) while `on`."""
+    before = os.environ.get("RNNKIT_KERNEL")
+    if on:
+        os.environ["RNNKIT_KERNEL"] = "loop"
+    try:
+        yield
+    finally:
+        if on:
+            if before is None:
+                os.environ.pop("RNNKIT_KERNEL", None)
+            else:
+                os.environ["RNNKIT_KERNEL"] = before
 
 
 def time_call(fn) -> float:
@@ -75,12 +109,22 @@ def time_call(fn) -> float:
     return time.perf_counter() - start
 
 
-def measure_peak(threads: int, size: int = 2048, reps: int = 10) -> float:
-    """sgemm GFLOP/s with `threads` threads: the best of `reps` size×size products."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = min(time_call(lambda: torch.mm(a, b)) for _ in range(reps))
-    return 2 * size**3 / best / 1e9
+def measure_peak(sizes=(1024, 2048, 4096), reps: int = 5) -> tuple[float, float]:
+    """fp32 GFLOP/s of the fastest square product over `sizes`, with the threads set:
+    (torch.mm, i.e. the BLAS torch was built with; rnnkit's own blocked kernel, which
+    its C++ loops use, or nan without the extension). On CPUs where the BLAS is not
+    tuned (MKL on AMD) the second is the higher and the honest peak."""
+    own = kernels.extension.mm if kernels.extension.available() else None
+    best = {"blas": 0.0, "own": float("nan") if own is None else 0.0}
+    for size in sizes:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        for key, fn in (("blas", torch.mm), ("own", own)):
+            if fn is None:
+                continue
+            fn(a, b)
+            fastest = min(time_call(lambda: fn(a, b)) for _ in range(reps))
+            best[key] = max(best[key], 2 * size**3 / fastest / 1e9)
+    return best["blas"], best["own"]
 
 
 def step_latency(module: nn.Module, D: int, reps: int = 200) -> float:
@@ -105,19 +149,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cells", default="all", help="comma list of config names, or all")
     parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument("--python-loop", action="store_true",
+                        help="also time training on Recurrent's plain Python loop (column ×py loop)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     names = list(CONFIGS) if args.cells == "all" else ["nn.LSTM", "nn.GRU", "nn.RNN"] + [
         n for n in args.cells.split(",") if n not in ("nn.LSTM", "nn.GRU", "nn.RNN")]
-    peak = measure_peak(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, sgemm peak {peak:.0f} GFLOP/s, "
-          f"median of {args.reps} interleaved rounds")
+    blas, own = measure_peak()
+    peak = max(blas, own) if own == own else blas
+    print(f"torch {torch.__version__}, {args.threads} threads, sgemm peak {peak:.0f} GFLOP/s "
+          f"(torch.mm {blas:.0f}, rnnkit mm {own:.0f}), median of {args.reps} interleaved rounds")
 
     lines = ["| shape | config | path | train tok/s | ×nn.LSTM | ×torch family | infer tok/s | ×nn.LSTM "
-             "| train GFLOP/s | % peak | step µs | step ÷ nn.LSTM step |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| train GFLOP/s | % peak | step µs | step ÷ nn.LSTM step | train ×py loop |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     print(lines[0])
     for shape in args.shapes.split(","):
         N, L, D, H = SHAPES[shape]
@@ -126,40 +173,48 @@ def main() -> None:
         if "additive" in modules:
             inputs["additive"].requires_grad_(True)  # no parameters: backward through the input
 
-        def train(n):
+        def train(n, loop=False):
             m, x = modules[n], inputs[n]
             m.zero_grad(set_to_none=True)
-            out, _ = m(x)
-            out.sum().backward()
+            with python_loop(loop):
+                out, _ = m(x)
+                out.sum().backward()
 
         def infer(n):
             with torch.inference_mode():
                 modules[n](inputs[n])
 
+        # the plain Python loop, for configurations torch's fused kernel does not compute
+        looped = [n for n in names if isinstance(modules[n], Recurrent) and run_path(modules[n], inputs[n])
+                  not in ("torch fused", "python loop")] if args.python_loop else []
         for n in names:  # warm-up
             train(n)
             infer(n)
-        times = {n: {"train": [], "infer": []} for n in names}
+        times = {n: {"train": [], "infer": [], "loop": []} for n in names}
         for _ in range(args.reps):
             for n in names:
                 times[n]["train"].append(time_call(lambda: train(n)))
                 times[n]["infer"].append(time_call(lambda: infer(n)))
+                if n in looped:
+                    times[n]["loop"].append(time_call(lambda: train(n, loop=True)))
         tokens = N * L
-        speed = {n: {k: tokens / statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+        speed = {n: {k: tokens / statistics.median(v) if v else float("nan") for k, v in t.items()}
+                 for n, t in times.items()}
         steps = {n: step_latency(modules[n], D if n != "additive" else H) for n in names} if shape == "C" else {}
         base = speed["nn.LSTM"]
         for n in names:
             family = TORCH_FAMILY.get(n.split(":")[0].split("+")[0], n)
             fam = speed[family]["train"] if family in speed else float("nan")
-            path = "torch" if n.startswith("nn.") else ("fused" if modules[n].uses_fused else "loop")
-            gflops = 3 * flops_per_token(n, D, H) * speed[n]["train"] / 1e9
+            path = run_path(modules[n], inputs[n])
+            gflops = flops_per_token(n, D, H) * speed[n]["train"] / 1e9
             step_cells = ("–", "–")
             if steps:
                 step_cells = (f"{steps[n] * 1e6:.0f}", f"{steps[n] / steps['nn.LSTM']:.2f}")
+            loop_cell = f"{speed[n]['train'] / speed[n]['loop']:.2f}" if n in looped else "–"
             row = (f"| {shape} | {n} | {path} | {speed[n]['train']:.0f} | {speed[n]['train'] / base['train']:.2f} "
                    f"| {speed[n]['train'] / fam:.2f} | {speed[n]['infer']:.0f} "
                    f"| {speed[n]['infer'] / base['infer']:.2f} | {gflops:.1f} | {100 * gflops / peak:.0f} "
-                   f"| {step_cells[0]} | {step_cells[1]} |")
+                   f"| {step_cells[0]} | {step_cells[1]} | {loop_cell} |")
             lines.append(row)
             print(row, flush=True)
     if args.markdown:
