@@ -29,6 +29,8 @@ class Cell(nn.Module):
     num_gates: int = 1
     state_names: tuple[str, ...] = ("h",)
     torch_kind: str | None = None
+    # set only while rnnkit.inspect.record runs: step() hands it its gate activations
+    gate_observer = None
 
     def __init__(self, input_size: int, hidden_size: int, recurrent_init: str = "orthogonal"):
         super().__init__()

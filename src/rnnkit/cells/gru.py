@@ -58,6 +58,8 @@ class GRUCell(Cell):
             r = torch.sigmoid(x_r + h_r)
             z = torch.sigmoid(x_z + h_z)
             n = torch.tanh(torch.addmm(x_n, r * h, self.weight_hh[2 * H:].t()))
+        if self.gate_observer is not None:  # rnnkit.inspect.record
+            self.gate_observer({"r": r, "z": z, "n": n})
         return (torch.lerp(n, h, z),)  # (1 - z) n + z h
 
     def extra_repr(self) -> str:

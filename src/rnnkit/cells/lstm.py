@@ -121,6 +121,8 @@ class LSTMCell(Cell):
         o = gate("o", c_new) if "o" in blocks else None
         out = torch.tanh(c_new) if spec.output_activation else c_new
         h_new = out if o is None else o * out
+        if self.gate_observer is not None:  # rnnkit.inspect.record
+            self.gate_observer({k: v for k, v in zip("ifgo", (i, f, g, o)) if v is not None})
         if spec.gate_recurrence:
             return h_new, c_new, i, f, o
         return h_new, c_new

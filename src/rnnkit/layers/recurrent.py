@@ -8,6 +8,10 @@ Two paths compute the same function:
   before the loop (`Cell.project_input`); the loop holds the recurrent product and
   the gate math (`Cell.step`). `_run_direction` is the one place a faster kernel
   slots in.
+
+While `rnnkit.inspect.record` has set `recorder` on a layer, forward runs the loop
+path's reference loop and reports every step's state to the recorder (and the cells
+report their gates), so what is recorded is what this forward pass computed.
 """
 from __future__ import annotations
 
@@ -54,6 +58,8 @@ class Recurrent(nn.Module):
         `state_names`, then for skip d > 1 the older states h_{t-d} … h_{t-2}.
         lengths (N,) in 1..L: padded steps give zero outputs and leave the state alone.
     """
+
+    recorder = None  # set only by rnnkit.inspect.record; None: nothing is recorded
 
     def __init__(self, cell: str = "lstm", input_size: int | None = None,
                  hidden_size: int | None = None, num_layers: int = 1,
@@ -141,8 +147,10 @@ class Recurrent(nn.Module):
             )
         lengths = self._check_lengths(lengths, N, L)
         state = self._check_state(state, N, x)
+        if self.recorder is not None:  # recording: the reference loop, every step reported
+            self.recorder.begin(lengths, L, N)
 
-        if self.uses_fused and not kernels.replaces_fused(self.cells[0], x):
+        if self.uses_fused and self.recorder is None and not kernels.replaces_fused(self.cells[0], x):
             out, state = self._forward_fused(x, state, lengths)
         else:
             out, state = self._forward_loop(x, state, lengths)
@@ -249,7 +257,8 @@ class Recurrent(nn.Module):
 
     def _run_direction(self, k: int, x, state: State, mask):
         """Run cell k over x (L, N, D_k) from `state`; returns outputs (L, N, H) and final state."""
-        if kernels.enabled():  # the fast loops (layers/kernels); this loop is their reference
+        # the fast loops (layers/kernels); this loop is their reference (and what records)
+        if kernels.enabled() and self.recorder is None:
             fast = kernels.run_direction(self.cells[k], x, state, mask, self.num_cell_states,
                                          self.skip, self.skip_weights[k] if self.skip else None)
             if fast is not None:
@@ -267,6 +276,8 @@ class Recurrent(nn.Module):
                 new_history = tuple(torch.where(m, a, b) for a, b in zip(new_history, history))
             cell_state, history = new_state, new_history
             outputs.append(cell_state[0])
+            if self.recorder is not None:
+                self.recorder.step(k, t, cell_state)
         out = torch.stack(outputs)  # (L, N, H)
         if mask is not None:
             out = out.masked_fill(~mask, 0.0)
