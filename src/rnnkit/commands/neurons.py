@@ -1,0 +1,114 @@
+"""`rnnkit neurons`: a language model's hidden units on a text, as an HTML page, and the
+units that track a property of the text (rnnkit.inspect.neurons, rnnkit.inspect.predicates)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+NAME = "neurons"
+HELP = "colour a text by hidden units (HTML with top-5 guesses); find units that track a property"
+EXAMPLES = """examples:
+  rnnkit neurons runs/charlm-stdlib --text some.py --neuron 1:42 --neuron 1:42:c --out page.html
+  rnnkit neurons runs/charlm-stdlib --text some.py --find string --find indent
+  rnnkit neurons runs/charlm-stdlib --text some.py --find 're:\\bself\\b' --out self.html
+
+Units are LAYER:INDEX[:KIND], 0-based, KIND h (default), c, or a gate (LSTM i f g o,
+GRU r z n). Built-in predicates for --find: string, comment, parens, indent, column,
+newline (code); quote, word (prose); re:PATTERN for any regular expression. --find
+prints the units most correlated with the predicate and writes a page of them."""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a language-model run (task charlm)")
+    parser.add_argument("--text", required=True, metavar="FILE", help="the text to read (UTF-8)")
+    parser.add_argument("--neuron", action="append", default=[], metavar="L:I[:KIND]",
+                        help="a unit to show; repeat for several side by side")
+    parser.add_argument("--find", action="append", default=[], metavar="PREDICATE",
+                        help="rank units by correlation with this per-character predicate; repeatable")
+    parser.add_argument("--out", metavar="PATH", default=None,
+                        help="the HTML page (default neurons.html; with --find: neurons-PREDICATE.html)")
+    parser.add_argument("--chars", type=int, default=5000, metavar="N",
+                        help="read at most the first N characters of the text (default 5000)")
+    parser.add_argument("--page-size", type=int, default=400, metavar="N", help="tokens per page (default 400)")
+    parser.add_argument("--top", type=int, default=10, metavar="K", help="--find: units to print (default 10)")
+    parser.add_argument("--show", type=int, default=4, metavar="K",
+                        help="--find: units on the page (default 4)")
+    parser.add_argument("--kinds", default="h,c", help="--find: which recorded kinds to search (default h,c)")
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from ..cli import CliError, load_run
+    from ..inspect.neurons import find_units, neuron_page, parse_unit, read_text
+    from ..inspect.predicates import get_predicate
+
+    if not args.neuron and not args.find:
+        raise CliError("give --neuron L:I (units to show) or --find PREDICATE (units to look for)")
+    for name, value in (("--chars", args.chars), ("--page-size", args.page_size), ("--top", args.top),
+                        ("--show", args.show)):
+        if value < 1:
+            raise CliError(f"{name} must be >= 1, got {value}")
+    try:
+        units = [parse_unit(u) for u in args.neuron]
+        predicates = {name: get_predicate(name) for name in args.find}
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    path = Path(args.text)
+    if not path.is_file():
+        raise FileNotFoundError(f"--text {path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")[: args.chars]
+    except UnicodeDecodeError as err:
+        raise CliError(f"--text {path}: not UTF-8 ({err})") from None
+    if not text:
+        raise CliError(f"--text {path}: the file is empty")
+
+    task, model, config, ckpt = load_run(args.run_dir, args.checkpoint, args.device)
+    vocab = getattr(task, "vocab", None)
+    if vocab is None or not hasattr(model, "head"):
+        raise CliError(f"{args.run_dir}: task {config.task!r} is not a language model; neurons needs a charlm run")
+    if predicates and vocab.kind != "char":
+        raise CliError("--find uses per-character predicates: it needs a character-level run")
+    kinds = None if units else tuple(k.strip() for k in args.kinds.split(","))
+    activity = read_text(model, vocab, text, kinds=kinds)
+    for unit in units:
+        try:
+            activity.values(unit)
+        except (KeyError, IndexError) as err:
+            raise CliError(f"--neuron {unit.label}: {err.args[0]}") from None
+    source = f"{args.run_dir} ({ckpt.name}) on {path.name}, {len(activity.pieces)} {vocab.kind}s"
+    unknown = vocab.unknown(text)
+    if unknown:
+        print(f"note: {len(unknown)} character(s) of the text are not in the model's vocabulary "
+              f"(read as unknown): {' '.join(map(repr, unknown[:10]))}")
+
+    if units:
+        out = Path(args.out or "neurons.html")
+        write(out, neuron_page(activity, units, title=f"rnnkit neurons: {source}", page_size=args.page_size))
+        print(f"wrote {out}")
+    for name, predicate in predicates.items():
+        values = predicate(text)
+        if np.ptp(values) == 0:
+            print(f"predicate {name}: constant ({values[0]:g}) on this text; nothing to correlate with")
+            continue
+        found = find_units(activity, values, kinds=kinds, top=max(args.top, args.show))
+        print(f"predicate {name} over {len(text)} characters (mean {values.mean():.3f}): "
+              f"units by |correlation|")
+        for rank, (unit, r) in enumerate(found[: args.top], 1):
+            print(f"  {rank:2d}  {unit.label:>10}  r = {r:+.3f}")
+        stem = "".join(c if c.isalnum() else "_" for c in name)
+        out = Path(args.out) if args.out and len(predicates) == 1 and not units else Path(f"neurons-{stem}.html")
+        shown = [unit for unit, _ in found[: args.show]]
+        note = "Units most correlated with the predicate: " + ", ".join(f"{u.label} (r = {r:+.3f})"
+                                                                         for u, r in found[: args.show])
+        write(out, neuron_page(activity, shown, title=f"rnnkit neurons --find {name}: {source}",
+                               page_size=args.page_size, note=note, extra_tracks=[(f"predicate {name}", values)]))
+        print(f"wrote {out}")
+    return 0
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
