@@ -33,7 +33,7 @@ import numpy as np
 from .pairs import PairSet
 
 CURRICULA = ("baseline", "naive", "mix", "combined")
-ALPHABET = "\n ()*+-:<=0123456789abcdefghijklmnopqrstuvwxyz"
+ALPHABET = "\n ()*+-:<=>0123456789abcdefghijklmnopqrstuvwxyz"
 _NAMES = "abcdefghijklmnopqrstuvwyz"  # x is the loop variable
 
 
