@@ -63,6 +63,8 @@ class LMData(Section):
     sample_length: int = option(200, ge=1, help="tokens in each training sample")
     sample_prime: str = option("def ", help="prime text of the training samples")
     sample_temperature: float = option(0.8, gt=0, help="temperature of the training samples")
+    embeddings: str = option("", help="word2vec vectors (text; .bin binary) to start the embedding from, "
+                                      "'frozen:PATH' to keep them fixed; '' none (rnnkit.inspect.pretrained)")
 
     def check(self):
         if self.source == "path" and not self.path:
@@ -121,6 +123,7 @@ class CharLM(Task):
         self._model = None  # the unwrapped model, for the samples shown during training
         self._training = False
         self._evaluations = 0
+        self._restored = False  # load_assets ran: the checkpoint, not data.embeddings, holds the weights
 
     # -- data --------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -166,6 +169,7 @@ class CharLM(Task):
         if not path.exists():
             raise TaskCommandError(f"{directory}: no {VOCAB_FILE}; this is not a language-model run")
         self.vocab = load_vocab(path)
+        self._restored = True
 
     # -- model ---------------------------------------------------------------------------
     def build_model(self) -> LanguageModel:
@@ -174,8 +178,22 @@ class CharLM(Task):
                               embedding_size=m.embedding_size or None, dropout=m.dropout,
                               tie_weights=m.tie_weights, residual=m.residual, skip=m.skip,
                               variational=m.variational, **m.cell_options())
+        if self.data_config.embeddings:
+            self._pretrained(model)
         self._model = model
         return model
+
+    def _pretrained(self, model) -> None:
+        """data.embeddings: word2vec vectors into the embedding, with a coverage report."""
+        from ..inspect.pretrained import apply_pretrained
+
+        try:
+            coverage = apply_pretrained(model, self.vocab, self.data_config.embeddings, load=not self._restored)
+        except (ValueError, FileNotFoundError) as err:
+            raise ConfigError("data.embeddings", self.data_config.embeddings,
+                              message=f"data.embeddings = {self.data_config.embeddings!r}: {err}") from None
+        if coverage is not None and distributed.from_environment().is_main:
+            print(f"data.embeddings: {coverage}", file=sys.stderr)
 
     # -- batches -------------------------------------------------------------------------
     def train_batches(self, epoch: int) -> StreamBatches:
