@@ -159,3 +159,20 @@ def test_bad_arguments_are_refused():
         run([GARDEN_PATH], Greedy(), max_length=0)
     with pytest.raises(TypeError, match="strategy"):
         run([GARDEN_PATH], "beam")
+
+
+def test_a_language_model_decodes_through_the_same_interface():
+    from rnnkit.decode import generate
+    from rnnkit.models import LanguageModel
+
+    torch.manual_seed(0)
+    model = LanguageModel(9, "lstm", hidden_size=8, num_layers=2).eval()
+    state = tuple(torch.randn_like(s) for s in model.initial_state(3))  # three different histories
+    hyps = decode(model.step, state, 3, Greedy(), bos=4, eos=0, max_length=12)  # default reorder: (layers, N, H)
+    streamed = torch.stack(list(generate(model, torch.full((3, 1), 4), 12, Greedy(), state)), dim=1).tolist()
+    assert len({tuple(h[0].tokens) for h in hyps}) > 1 and all(h[0].tokens for h in hyps)
+    for row, [h] in zip(streamed, hyps):
+        expected = row[: row.index(0)] if 0 in row else row
+        assert h.tokens == expected
+    beam = decode(model.step, state, 3, BeamSearch(1), bos=4, eos=0, max_length=12)
+    assert [b[0].tokens for b in beam] == [h[0].tokens for h in hyps]
