@@ -78,19 +78,23 @@ def main(argv=None) -> int:
     p.add_argument("--cells", nargs="+", choices=list(SIZES), default=list(SIZES))
     p.add_argument("--hidden", type=int, default=0, help="one hidden size for every cell (0: Chung's sizes)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=150, help="epochs per run (best validation checkpoint kept)")
+    p.add_argument("--epochs", type=int, default=400, help="epochs per run (best validation checkpoint kept)")
+    p.add_argument("--figure", metavar="PNG", default="",
+                   help="also draw the test NLL of each cell beside Chung's (matplotlib)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     began = time.process_time()
     print("| model | hidden | params | train NLL | test NLL | test frame acc | best epoch | Chung et al. train / test "
           "| CPU s per run |")
     print("|---|---|---|---|---|---|---|---|---|")
+    table: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for cell in args.cells:
             hidden = args.hidden or SIZES[cell]
             overrides = [f"model.cell={cell}", f"model.hidden_size={hidden}"]
             overrides += ["model.nonlinearity=tanh"] if cell == "rnn" else []
             runs = [train_music(overrides + args.overrides, seed, Path(tmp), args.epochs) for seed in range(args.seeds)]
+            table[cell] = [r["test"]["nll_per_frame"] for r in runs]
             chung = "%.2f / %.2f" % CHUNG[cell]
             print(f"| {NAMES[cell]} | {hidden} | {runs[0]['params']:,} "
                   f"| {spread([r['train']['nll_per_frame'] for r in runs])} "
@@ -100,7 +104,33 @@ def main(argv=None) -> int:
                   f"| {chung} | {statistics.fmean(r['cpu_s'] for r in runs):.0f} |", flush=True)
     print(f"\n{args.seeds} seeds, {args.epochs} epochs each, NLL in nats per frame summed over 88 keys; "
           f"total CPU {time.process_time() - began:.0f} s")
+    if args.figure:
+        print(draw(table, args.figure, f"{args.seeds} seeds, {args.epochs} epochs"))
     return 0
+
+
+def draw(table: dict[str, list[float]], path: str, note: str) -> str:
+    """Test NLL per cell (each seed a dot, the mean a bar) beside Chung et al.'s JSB test figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    for x, (cell, values) in enumerate(table.items()):
+        ax.bar(x - 0.18, statistics.fmean(values), 0.34, color="tab:blue", label="rnnkit, chorales" if x == 0 else None)
+        ax.plot([x - 0.18] * len(values), values, "k.", ms=4)
+        ax.bar(x + 0.18, CHUNG[cell][1], 0.34, color="tab:orange", label="Chung et al. 2014, JSB" if x == 0 else None)
+    ax.set_xticks(range(len(table)), [f"{NAMES[c]}\n{SIZES[c]} units" for c in table])
+    ax.set_ylim(8.0, max(max(v) for v in table.values()) + 0.4)
+    ax.set_ylabel("test NLL per frame (nats)")
+    ax.set_title(f"tanh RNN vs GRU vs LSTM, ~20k parameters ({note})", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

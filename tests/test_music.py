@@ -4,7 +4,6 @@ import math
 import sys
 from argparse import Namespace
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from rnnkit.cli import load_run, main  # noqa: E402
 from rnnkit.config import ConfigError, load_config  # noqa: E402
 from rnnkit.data import music as md  # noqa: E402
 from rnnkit.metrics.music import frame_accuracy, frame_counts, frame_nll, music_metrics  # noqa: E402
-from rnnkit.models.polyphonic import PolyphonicModel  # noqa: E402
 from rnnkit.tasks import get_task  # noqa: E402
 
 PIECES = 6  # the first six chorales: enough for all three splits, ~2 s to parse
@@ -151,7 +149,8 @@ def test_chorales_are_cached_after_the_first_parse(tmp_path, monkeypatch):
     again = md.load_chorales(1, limit=2, progress=None)
     assert again.names == first.names and all(np.array_equal(a, b) for a, b in zip(again.rolls, first.rolls))
     assert again.melodies == first.melodies and again.keys == first.keys
-    assert md._cache_file("chorales", {"frames_per_quarter": 2}) != md._cache_file("chorales", {"frames_per_quarter": 1})
+    other_settings = md._cache_file("chorales", {"frames_per_quarter": 2})
+    assert other_settings != md._cache_file("chorales", {"frames_per_quarter": 1})
 
 
 # ----------------------------------------------------------------------------- loss and metrics

@@ -31,7 +31,6 @@ import json
 import math
 import sys
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -410,7 +409,3 @@ class TokenBatches:
             lengths = torch.tensor([len(self.sequences[i]) for i in index])
             yield Batch(inputs=inputs, targets=targets, lengths=lengths, size=int(lengths.sum()))
 
-
-def melody_events_text(events) -> str:
-    """'p67:1 p69:0.5 rest:1 ...' for printing."""
-    return " ".join(f"{'rest' if p is None else p}:{Fraction(d)}" for p, d in events)
