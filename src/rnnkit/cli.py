@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("predict", "predict for new data with a run's checkpoint (task-specific options)")):
         p = sub.add_parser(name, help=text, description=text + ".", epilog=EXAMPLES[name], formatter_class=fmt)
         _run_dir_options(p)
+        if name == "sample":
+            p.add_argument("--threads", type=int, default=0,
+                           help="CPU threads (default: 1 on CPU, where generation is one token at a time)")
         if name == "eval":
             p.add_argument("--split", default="valid", help="data split (default: valid)")
             p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -287,7 +290,13 @@ def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_sample(args: argparse.Namespace, argv: list[str]) -> int:
+    import torch
+
     task, model, _, _ = load_run(args.run_dir, args.checkpoint, args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif next(model.parameters()).device.type == "cpu":
+        torch.set_num_threads(1)  # one token at a time: a second thread only adds waiting
     task.sample(model, args)
     return 0
 
