@@ -93,6 +93,31 @@ def test_sample_forecasts_beyond_the_end_with_intervals_and_a_fan_chart(trained,
     assert capsys.readouterr().out.splitlines()[1].startswith("2019-03-01,")
 
 
+def test_forecast_command_is_sample_under_its_own_name(trained, capsys, tmp_path):
+    run, _ = trained
+    png = tmp_path / "fan.png"
+    assert main(["sample", str(run), "--horizon", "5", "--seed", "3"]) == 0
+    sampled = capsys.readouterr().out
+    assert main(["forecast", str(run), "--horizon", "5", "--seed", "3", "--plot", str(png)]) == 0
+    assert capsys.readouterr().out == sampled and png.stat().st_size > 10_000
+
+
+def test_forecast_command_refuses_a_run_of_another_task(tmp_path, capsys):
+    import yaml
+
+    from rnnkit.config import build_config, to_dict
+    from rnnkit.train.checkpoint import STATE_FILE
+
+    config = build_config({"task": "charlm", "data": {"source": "path", "path": str(tmp_path)}})
+    best = tmp_path / "run" / "best"
+    best.mkdir(parents=True)
+    (best / "config.yaml").write_text(yaml.safe_dump(to_dict(config)))
+    (best / STATE_FILE).write_text("{}")
+    run = tmp_path / "run"
+    assert main(["forecast", str(run)]) == 2
+    assert "'charlm' run; rnnkit forecast needs a forecast run" in capsys.readouterr().err
+
+
 def test_level_nll_is_the_scaled_nll_plus_log_scale(trained):
     """No differencing: p_y(y) = p_z(z)/σ, so NLL_y = NLL_z + log σ (the change of variables)."""
     run, _ = trained

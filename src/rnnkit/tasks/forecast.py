@@ -2,7 +2,7 @@
 
     rnnkit train configs/forecast-sunspots.yaml
     rnnkit eval runs/forecast-sunspots --split test        # RNN vs naive, seasonal naive, MLP, ARIMA, ETS
-    rnnkit sample runs/forecast-sunspots --horizon 20 --plot fan.png
+    rnnkit forecast runs/forecast-sunspots --horizon 20 --plot fan.png
 
 Data (`rnnkit.data.series`): a built-in series (sunspots, co2, nile, elnino,
 macrodata, airline, lynx) or a CSV; a missing-value policy; a split by time into
@@ -445,7 +445,7 @@ class Forecast(Task):
             print(f"wrote {args.plot}")
 
     def sample(self, model, args) -> None:
-        """`rnnkit sample RUN_DIR --horizon H [--plot PNG]`: forecast beyond the end (or from --at)."""
+        """`rnnkit forecast` (or `sample`) `RUN_DIR --horizon H [--plot PNG]`: forecast past the end or --at."""
         self.prepare_data()
         d, data = self.data_config, self.data
         T = len(data.y)
