@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rnnkit.data.vocab import CharVocab
-from rnnkit.inspect.neurons import Unit, colour, neuron_page, read_text, value_range
+from rnnkit.inspect.neurons import Unit, colour, neuron_page, read_text, screenshot, value_range
 from rnnkit.models import LanguageModel
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -85,3 +85,9 @@ def test_page_renders_the_models_values(browser, tmp_path):
     assert all(url.startswith("file://") for url in requests), requests
     assert "<script" not in page.read_text() and "http" not in page.read_text()
     tab.close()
+
+    small = tmp_path / "small.png"  # what `rnnkit neurons --screenshot` writes
+    screenshot(page, small, width=640, height=480)
+    head = small.read_bytes()
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(head[16:20], "big") == 640 and int.from_bytes(head[20:24], "big") == 480

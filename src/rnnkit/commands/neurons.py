@@ -25,14 +25,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--find", action="append", default=[], metavar="PREDICATE",
                         help="rank units by correlation with this per-character predicate; repeatable")
     parser.add_argument("--out", metavar="PATH", default=None,
-                        help="the HTML page (default neurons.html; with --find: neurons-PREDICATE.html)")
+                        help="the HTML page (default neurons.html; several --find: one page each, "
+                             "named PAGE-PREDICATE.html)")
     parser.add_argument("--chars", type=int, default=5000, metavar="N",
                         help="read at most the first N characters of the text (default 5000)")
+    parser.add_argument("--start", type=int, default=0, metavar="N",
+                        help="skip the first N characters of the text (default 0)")
     parser.add_argument("--page-size", type=int, default=400, metavar="N", help="tokens per page (default 400)")
     parser.add_argument("--top", type=int, default=10, metavar="K", help="--find: units to print (default 10)")
     parser.add_argument("--show", type=int, default=4, metavar="K",
                         help="--find: units on the page (default 4)")
     parser.add_argument("--kinds", default="h,c", help="--find: which recorded kinds to search (default h,c)")
+    parser.add_argument("--screenshot", metavar="PNG", default=None,
+                        help="also save a PNG of each page's top (needs playwright and /usr/bin/chromium)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
 
@@ -50,6 +55,8 @@ def run(args) -> int:
                         ("--show", args.show)):
         if value < 1:
             raise CliError(f"{name} must be >= 1, got {value}")
+    if args.start < 0:
+        raise CliError(f"--start must be >= 0, got {args.start}")
     try:
         units = [parse_unit(u) for u in args.neuron]
         predicates = {name: get_predicate(name) for name in args.find}
@@ -59,11 +66,11 @@ def run(args) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"--text {path}: no such file")
     try:
-        text = path.read_text(encoding="utf-8")[: args.chars]
+        text = path.read_text(encoding="utf-8")[args.start: args.start + args.chars]
     except UnicodeDecodeError as err:
         raise CliError(f"--text {path}: not UTF-8 ({err})") from None
     if not text:
-        raise CliError(f"--text {path}: the file is empty")
+        raise CliError(f"--text {path}: no text" + (f" after --start {args.start}" if args.start else ""))
 
     task, model, config, ckpt = load_run(args.run_dir, args.checkpoint, args.device)
     vocab = getattr(task, "vocab", None)
@@ -86,8 +93,8 @@ def run(args) -> int:
 
     if units:
         out = Path(args.out or "neurons.html")
-        write(out, neuron_page(activity, units, title=f"rnnkit neurons: {source}", page_size=args.page_size))
-        print(f"wrote {out}")
+        write(out, neuron_page(activity, units, title=f"rnnkit neurons: {source}", page_size=args.page_size),
+              args.screenshot)
     for name, predicate in predicates.items():
         values = predicate(text)
         if np.ptp(values) == 0:
@@ -99,16 +106,35 @@ def run(args) -> int:
         for rank, (unit, r) in enumerate(found[: args.top], 1):
             print(f"  {rank:2d}  {unit.label:>10}  r = {r:+.3f}")
         stem = "".join(c if c.isalnum() else "_" for c in name)
-        out = Path(args.out) if args.out and len(predicates) == 1 and not units else Path(f"neurons-{stem}.html")
+        if args.out and len(predicates) == 1 and not units:
+            out = Path(args.out)
+        else:  # one page per predicate: next to --out, or in the current directory
+            base = Path(args.out or "neurons.html")
+            out = base.with_name(f"{base.stem}-{stem}{base.suffix or '.html'}")
         shown = [unit for unit, _ in found[: args.show]]
         note = "Units most correlated with the predicate: " + ", ".join(f"{u.label} (r = {r:+.3f})"
                                                                          for u, r in found[: args.show])
         write(out, neuron_page(activity, shown, title=f"rnnkit neurons --find {name}: {source}",
-                               page_size=args.page_size, note=note, extra_tracks=[(f"predicate {name}", values)]))
-        print(f"wrote {out}")
+                               page_size=args.page_size, note=note, extra_tracks=[(f"predicate {name}", values)]),
+              args.screenshot, stem if units or len(predicates) > 1 else "")
     return 0
 
 
-def write(path: Path, text: str) -> None:
+def write(path: Path, text: str, screenshot: str | None = None, name: str = "") -> None:
+    """Write the page; with `screenshot`, a PNG of it too (PNG name + "-NAME" for several pages)."""
+    from ..cli import CliError
+    from ..inspect.neurons import screenshot as take
+
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+    if screenshot:
+        png = Path(screenshot)
+        if name:
+            png = png.with_name(f"{png.stem}-{name}{png.suffix or '.png'}")
+        png.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            take(path, png)
+        except RuntimeError as err:
+            raise CliError(f"--screenshot: {err}") from None
+        print(f"wrote {png}")

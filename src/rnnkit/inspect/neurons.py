@@ -251,3 +251,46 @@ def find_units(activity: TextActivity, values: np.ndarray, kinds=("h", "c"), top
                          f"(recorded: {', '.join(activity.trace.kinds)})")
     found.sort(key=lambda item: -abs(item[1]))
     return found[:top]
+
+
+# -- a picture of the page ----------------------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def screenshot(page_path, png_path, width: int = 1100, height: int = 800, browser: str = CHROMIUM) -> None:
+    """A PNG of the top `width`×`height` pixels of an HTML page, rendered by a headless
+    Chromium (`browser`) through Playwright (pip install playwright; apt-get install chromium)."""
+    from pathlib import Path
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise RuntimeError("a screenshot needs the playwright Python package (pip install playwright)") from None
+    if not Path(browser).exists():
+        raise RuntimeError(f"a screenshot needs Chromium at {browser} (apt-get install chromium)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=browser, args=CHROMIUM_ARGS)
+        try:
+            tab = chromium.new_page(viewport={"width": width, "height": height})
+            tab.goto(Path(page_path).resolve().as_uri())
+            png = tab.screenshot()
+        finally:
+            chromium.close()
+    _save_small_png(png, png_path)
+
+
+def _save_small_png(png: bytes, path) -> None:
+    """Save PNG bytes with a 256-colour palette (a page of flat colours loses nothing visible;
+    the file is ~3× smaller), or as they are without Pillow."""
+    import io
+    from pathlib import Path
+
+    try:
+        from PIL import Image
+    except ImportError:
+        Path(path).write_bytes(png)
+        return
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
