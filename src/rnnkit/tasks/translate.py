@@ -353,12 +353,10 @@ def _positive(text: str) -> int:
 
 def require_translate_run(run_dir: str, checkpoint: str = "best", device: str = "auto"):
     """(task, model) of a translate run; a run of another task is a clear error."""
-    from ..cli import CliError, _run_task, load_run
+    from ..cli import CliError, load_run
 
-    task_cls, _, _ = _run_task(run_dir, checkpoint)
-    if task_cls.name != "translate":
-        raise CliError(f"{run_dir} is a {task_cls.name!r} run; this command needs a 'translate' run "
+    task, model, config, _ = load_run(run_dir, checkpoint, device)
+    if config.task != "translate":
+        raise CliError(f"{run_dir} is a {config.task!r} run; this command needs a 'translate' run "
                        "(rnnkit train configs/translate-numbers-en-fr.yaml)")
-    task, model, _, _ = load_run(run_dir, checkpoint, device)
     return task, model
-
