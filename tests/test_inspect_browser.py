@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Ch
                                                                "(apt-get install chromium)")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser():
     playwright = pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package")
     with playwright.sync_playwright() as p:
@@ -86,7 +86,16 @@ def test_page_renders_the_models_values(browser, tmp_path):
     assert "<script" not in page.read_text() and "http" not in page.read_text()
     tab.close()
 
-    small = tmp_path / "small.png"  # what `rnnkit neurons --screenshot` writes
+
+def test_screenshot_writes_a_small_png_of_the_page(tmp_path):
+    """What `rnnkit neurons --screenshot` writes (its own browser, so no `browser` fixture here)."""
+    pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package")
+    torch.manual_seed(0)
+    vocab = CharVocab.build([TEXT])
+    activity = read_text(LanguageModel(len(vocab), "gru", hidden_size=4), vocab, TEXT[:30])
+    page = tmp_path / "page.html"
+    page.write_text(neuron_page(activity, [Unit(0, 1, "z")], title="shot"), encoding="utf-8")
+    small = tmp_path / "small.png"
     screenshot(page, small, width=640, height=480)
     head = small.read_bytes()
     assert head[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,6 @@
 """Predicates, unit ranking and the `rnnkit neurons` command."""
 import io
 import shutil
-import sys
 import sysconfig
 import tokenize
 from pathlib import Path
@@ -12,7 +11,6 @@ import torch
 import yaml
 
 from rnnkit.cli import main
-from rnnkit.data.vocab import CharVocab
 from rnnkit.inspect.neurons import TextActivity, Unit, find_units, parse_unit, read_text
 from rnnkit.inspect.predicates import correlations, get_predicate, python_regions
 from rnnkit.inspect.record import Trace

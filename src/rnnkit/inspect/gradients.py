@@ -65,8 +65,7 @@ def gradient_by_lag(model: nn.Module, loss_of, lengths=None, name: str | None = 
     with record(model, kinds=("h",), detach=False) as rec:
         loss = loss_of(model)
     steps = rec.step_tensors("h", name)  # k -> L × (N, H)
-    layer = rec._recorders[rec._name(name)].module
-    dirs = layer.num_directions
+    dirs = rec.module(name).num_directions
     forward = [k for k in sorted(steps) if k % dirs == 0]  # one per layer
     flat = [h for k in forward for h in steps[k]]
     grads = torch.autograd.grad(loss, flat, allow_unused=True)

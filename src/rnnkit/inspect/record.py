@@ -151,6 +151,10 @@ class Recording:
         """The Trace of the Recurrent called `name` (module path; optional when there is one)."""
         return self._recorders[self._name(name)].trace(self._name(name) or "<model>")
 
+    def module(self, name: str | None = None) -> Recurrent:
+        """The recorded Recurrent called `name` (optional when there is one)."""
+        return self._recorders[self._name(name)].module
+
     def step_tensors(self, kind: str = "h", name: str | None = None, call: int = -1) -> dict[int, list[torch.Tensor]]:
         """The recorded tensors themselves (in the graph with detach=False): cell index
         k = layer·dirs + direction -> one (N, H) tensor per step of that direction's own loop
