@@ -100,11 +100,20 @@ def test_max_length_returns_unfinished_hypotheses():
 
 
 def test_length_penalty_changes_the_ranking():
-    # short: p = 0.4 (1 token); long: 0.6 * 0.55 = 0.33 over 2 tokens
+    # [] p = 0.4 (1 token with </s>); [A] 0.6 * 0.55 = 0.33 (2 tokens); [A, B] 0.6 * 0.45 = 0.27 (3 tokens)
     table = {(): {EOS: 0.4, A: 0.6}, (A,): {EOS: 0.55, B: 0.45}, (A, B): {EOS: 1.0}}
-    assert run([table], BeamSearch(beam_size=2, n_best=2))[0][0].tokens == []
-    hyps = run([table], BeamSearch(beam_size=2, n_best=2, length_penalty=1.0))[0]
-    assert hyps[0].tokens == [A] and hyps[0].score == pytest.approx(math.log(0.33) / 2)
+    assert [h.tokens for h in run([table], BeamSearch(beam_size=3, n_best=3))[0]] == [[], [A], [A, B]]
+    hyps = run([table], BeamSearch(beam_size=3, n_best=3, length_penalty=1.0))[0]
+    assert [h.tokens for h in hyps] == [[A, B], [A], []]
+    assert [h.score for h in hyps] == pytest.approx([math.log(0.27) / 3, math.log(0.33) / 2, math.log(0.4)])
+
+
+def test_the_search_stops_only_when_no_live_prefix_can_enter_the_nbest():
+    # after step 2 two hypotheses have ended ([] 0.5, [B] 0.2) but [A, C] (0.27) is alive and ends for sure
+    table = {(): {EOS: 0.5, A: 0.3, B: 0.2}, (A,): {C: 0.9, EOS: 0.1}, (B,): {EOS: 1.0}, (A, C): {EOS: 1.0}}
+    calls = []
+    hyps = run([table], BeamSearch(beam_size=3, n_best=2), calls=calls)[0]
+    assert [h.tokens for h in hyps] == [[], [A, C]] and len(calls) == 3
 
 
 def test_batched_sources_decode_as_each_alone():

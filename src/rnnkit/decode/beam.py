@@ -4,9 +4,10 @@ Keeps, for each of N sources, the `beam_size` most probable prefixes. At each st
 every live prefix is extended by every token, the candidates are ranked by their
 summed log-probability, and the best `beam_size` that do not end are kept; those
 that end with the end token move to the source's list of finished hypotheses.
-A source is done when its best candidate of a step ends (no live prefix can then
-beat it: log-probabilities only fall as a prefix grows) and it holds `n_best`
-finished hypotheses; at `max_length` the live prefixes join the list unfinished.
+A source is done when it holds `n_best` finished hypotheses and no live prefix can
+still beat the n-th of them (log-probabilities only fall as a prefix grows, so a
+prefix's best possible score is bounded); at `max_length` the live prefixes join
+the list unfinished.
 
 Finished hypotheses are ranked by log p(y) / |y|^alpha (`length_penalty` alpha;
 0: raw log-probability, 1: per-token average), |y| counting the end token, so a
@@ -84,17 +85,17 @@ class BeamSearch:
             rows, next_tokens, next_scores = [], [], []
             for n in range(N):
                 live = []
-                for rank, (value, flat) in enumerate(zip(top_scores[n], top_index[n])):
+                for value, flat in zip(top_scores[n], top_index[n]):
                     if done[n] or len(live) == K or value == float("-inf"):
                         break
                     beam, token = divmod(flat, V)
                     if token == eos:
                         prefix = history[n * K + beam].tolist()
                         finished[n].append(Hypothesis(prefix, value, self.score(value, len(prefix) + 1), True))
-                        if rank == 0 and len(finished[n]) >= self.n_best:
-                            done[n] = True
                     else:
                         live.append((n * K + beam, token, value))
+                if not done[n] and len(finished[n]) >= self.n_best:
+                    done[n] = self._settled(finished[n], [value for _, _, value in live], max_length)
                 live += [(n * K, eos, float("-inf"))] * (K - len(live))  # dead rows keep the shape
                 for row, token, value in live:
                     rows.append(row)
@@ -115,6 +116,16 @@ class BeamSearch:
                         prefix = history[n * K + k].tolist()
                         finished[n].append(Hypothesis(prefix, value, self.score(value, len(prefix)), False))
         return [sorted(hyps, key=_rank)[: self.n_best] for hyps in finished]
+
+    def _settled(self, finished: list[Hypothesis], live: list[float], max_length: int) -> bool:
+        """True when no live prefix can still enter the n-best list of finished hypotheses.
+
+        A prefix's log-probability only falls as it grows, so its best possible score is
+        its log p now, divided by the largest length penalty (max_length^alpha).
+        """
+        kth = sorted((h.score for h in finished), reverse=True)[self.n_best - 1]
+        best_live = max(live, default=float("-inf"))
+        return self.score(best_live, max_length) <= kth if best_live > float("-inf") else True
 
 
 def _rank(h: Hypothesis):
