@@ -11,8 +11,8 @@ import yaml
 from torch import nn
 
 from rnnkit.cli import load_run, main
-from rnnkit.data.vocab import WordVocab
-from rnnkit.inspect.embeddings import nearest, plot_embeddings
+from rnnkit.data.vocab import CharVocab, WordVocab
+from rnnkit.inspect.embeddings import frequent_ids, nearest, plot_embeddings
 from rnnkit.inspect.pretrained import init_embedding, read_word2vec
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -45,6 +45,10 @@ def test_plot_writes_a_labelled_png(tmp_path):
     assert xy[:, 0].var() >= xy[:, 1].var()
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
     assert plot_embeddings(matrix, vocab, tmp_path / "t.png", count=20, method="tsne").shape == (20, 2)
+    # a character vocabulary is in code-point order: frequency comes from counts in a text
+    chars = CharVocab("abcd")  # ids: unknown 0, a 1, b 2, c 3, d 4
+    assert frequent_ids(chars, 3, np.array([50, 1, 7, 0, 3])) == [2, 4, 1]  # b, d, a; never unknown or unseen
+    assert frequent_ids(vocab, 3) == [2, 3, 4]  # a word vocabulary is stored most frequent first
 
 
 def test_init_embedding_copies_found_rows_and_reports_coverage(tmp_path):

@@ -50,7 +50,13 @@ def run(args) -> int:
     if args.plot:
         path = Path(args.plot)
         path.parent.mkdir(parents=True, exist_ok=True)
-        plot_embeddings(matrix, vocab, path, args.count, args.method,
+        counts = None
+        if vocab.kind == "char":  # a character vocabulary is in code-point order: count the training text
+            import numpy as np
+
+            task.prepare_data()
+            counts = np.bincount(task.tokens("train").numpy().astype(np.int64), minlength=len(vocab))
+        plot_embeddings(matrix, vocab, path, args.count, args.method, counts=counts,
                         title=f"{Path(args.run_dir).name}: {min(args.count, len(vocab))} most frequent "
                               f"{vocab.kind}s, {args.method.upper()} of the {matrix.shape[1]}-d embedding")
         print(f"wrote {path}")

@@ -41,11 +41,15 @@ def nearest(matrix: torch.Tensor, vocab: Vocab, token: str, k: int = 10) -> list
     return [(vocab.token(int(j)), float(c)) for c, j in zip(top.values, top.indices)]
 
 
-def frequent_ids(vocab: Vocab, count: int) -> list[int]:
-    """Ids of the `count` most frequent tokens: a word vocabulary is stored most frequent
-    first; a character vocabulary (in code-point order, ~100 symbols) gives all its symbols."""
+def frequent_ids(vocab: Vocab, count: int, counts: np.ndarray | None = None) -> list[int]:
+    """Ids of the `count` most frequent tokens, by `counts` (V,) (token counts in some text)
+    when given, else by the vocabulary's order: a word vocabulary is stored most frequent
+    first (a character vocabulary is in code-point order, so pass counts for it)."""
     first = 2 if vocab.kind == "word" else 1  # skip <unk> (and <eol>)
-    return list(range(first, min(first + count, len(vocab))))
+    if counts is None:
+        return list(range(first, min(first + count, len(vocab))))
+    order = [int(i) for i in np.argsort(-np.asarray(counts), kind="stable") if i >= first and counts[i] > 0]
+    return order[:count]
 
 
 def project(points: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
@@ -64,14 +68,15 @@ def project(points: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarra
 
 
 def plot_embeddings(matrix: torch.Tensor, vocab: Vocab, path, count: int = 150, method: str = "pca",
-                    title: str = "", seed: int = 0) -> np.ndarray:
-    """Draw the `count` most frequent tokens' embeddings in 2-D, labelled; returns the (n, 2) points."""
+                    title: str = "", seed: int = 0, counts: np.ndarray | None = None) -> np.ndarray:
+    """Draw the `count` most frequent tokens' embeddings in 2-D, labelled (frequency from
+    `counts`, see frequent_ids); returns the (n, 2) points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ids = frequent_ids(vocab, count)
+    ids = frequent_ids(vocab, count, counts)
     if len(ids) < 3:
         raise ValueError(f"the vocabulary has {len(vocab)} tokens; a map needs at least 3 besides the specials")
     xy = project(matrix[ids].numpy(), method, seed)
