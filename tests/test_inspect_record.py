@@ -140,3 +140,7 @@ def test_errors_name_the_problem():
         rec.trace()["c"]
     with pytest.raises(KeyError, match="no Recurrent called 'x'"):
         rec.trace("x")
+    with record(_layer("gru", False), kinds=("c",)) as rec:
+        rec.module()(torch.randn(1, 3, 3))
+    with pytest.raises(ValueError, match="kinds \\['c'\\] are none of this cell's h, r, z, n"):
+        rec.trace()

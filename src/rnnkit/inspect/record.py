@@ -31,6 +31,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from ..cells.gru import GRUCell
 from ..layers import Recurrent
 from ..layers.recurrent import _reverse  # the layer's own per-sequence reversal
 
@@ -110,6 +111,9 @@ class _LayerRecorder:
             raise ValueError(f"{name}: the recorded forward calls have different batch sizes "
                              f"{sorted({call['N'] for call in self.calls})}; record each batch separately")
         m = self.module
+        if not self.calls[0]["steps"].get(0):
+            raise ValueError(f"{name}: nothing recorded: kinds {sorted(self.kinds)} are none of this cell's "
+                             f"{', '.join(m.state_names + _gate_names(m.cells[0]))}")
         dirs = m.num_directions
         per_call, all_lengths = [], []
         for call in self.calls:
@@ -135,6 +139,14 @@ class _LayerRecorder:
             all_lengths.append(torch.full((N,), L) if lengths is None else lengths.cpu())
         joined = {kind: torch.cat([v[kind] for v in per_call], dim=3) for kind in per_call[0]}
         return Trace(name, joined, torch.stack(all_lengths).sum(0))
+
+
+def _gate_names(cell) -> tuple[str, ...]:
+    """The gates a cell reports (LSTM: those its variant has; GRU: r, z, n; others none)."""
+    spec = getattr(cell, "spec", None)
+    if spec is not None:
+        return tuple(spec.gates) + (("f",) if spec.coupled else ())
+    return ("r", "z", "n") if isinstance(cell, GRUCell) else ()
 
 
 class Recording:
