@@ -52,8 +52,12 @@ def parameters(variant: str, hidden: int) -> int:
 
 
 def matched_hidden(variant: str, budget: int) -> int:
-    """The hidden size whose parameter count is closest to `budget`."""
-    return min(range(8, 200), key=lambda h: abs(parameters(variant, h) - budget))
+    """The hidden size whose parameter count is closest to `budget` (the count grows with H: bisect)."""
+    low, high = 1, 512
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if parameters(variant, mid) <= budget else (low, mid)
+    return min((low, high), key=lambda h: abs(parameters(variant, h) - budget))
 
 
 def verdict(base: list[float], other: list[float]) -> str:
