@@ -102,6 +102,7 @@ def test_gradients_command_compares_cells_and_reads_runs(tmp_path, capsys):
 def test_gradients_command_errors(tmp_path, capsys):
     cases = [([], "give a run directory or a recipe"),
              (["--spectral", "4,x"], "expected numbers"),
+             (["--spectral", "4,0"], "must be > 0"),
              ([str(tmp_path)], "no checkpoint"),
              ([str(tmp_path / "nope.yaml")], "no such run directory or recipe"),
              ([ADDING, "model.hiden_size=3"], "unknown key"),

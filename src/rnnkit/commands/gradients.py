@@ -61,6 +61,8 @@ def run(args) -> int:
             radii = [float(r) for r in args.spectral.split(",")]
         except ValueError:
             raise CliError(f"--spectral {args.spectral!r}: expected numbers separated by commas, e.g. 4,0.25") from None
+        if not all(r > 0 for r in radii):
+            raise CliError(f"--spectral {args.spectral!r}: every spectral radius must be > 0")
         profiles = g.spectral_profiles(radii, ("tanh", "relu"), seed=args.seed, batch=args.batch)
         _report(profiles)
         length = profiles[0].norms.shape[1]
@@ -98,7 +100,7 @@ def run(args) -> int:
         per_layer = [g.LagProfile(f"layer {k}", profiles[0].norms[k:k + 1], profiles[0].counts)
                      for k in range(layers)]
         _report(per_layer)
-        g.plot_profiles(per_layer, plot, f"{target} : {profiles[0].label}")
+        g.plot_profiles(per_layer, plot, f"{profiles[0].label}: {profiles[0].description}")
     else:
         cells = [c.strip() for c in args.compare.split(",") if c.strip()] or [None]
         profiles = [_from_recipe(target, args, cell) for cell in cells]
@@ -125,6 +127,7 @@ def _batch(task, args):
     """A validation batch of --batch sequences (charlm: --length tokens each)."""
     import torch
 
+    from ..cli import CliError
     from ..tasks.base import Batch
     from ..tasks.charlm import CharLM
     from ..train.batch import slice_rows
@@ -133,8 +136,8 @@ def _batch(task, args):
         tokens = task.tokens("valid")
         L = args.length
         if len(tokens) < (L + 1) * args.batch:
-            raise ValueError(f"the validation split has {len(tokens)} tokens, fewer than --batch {args.batch} "
-                             f"sequences of --length {L} + 1")
+            raise CliError(f"the validation split has {len(tokens)} tokens, fewer than --batch {args.batch} "
+                           f"sequences of --length {L} + 1")
         stride = len(tokens) // args.batch
         rows = torch.stack([tokens[i * stride: i * stride + L + 1].long() for i in range(args.batch)])
         return Batch(inputs=rows[:, :-1], targets=rows[:, 1:])
