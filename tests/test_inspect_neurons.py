@@ -146,6 +146,12 @@ def test_neurons_command_writes_pages_and_ranks_units(run, tmp_path, capsys):
     assert [r for _, r in ranked] == pytest.approx([scores[u] for u in best], abs=2e-3)
     assert "predicate string" in find_out.read_text()
 
+    both = tmp_path / "both.html"  # a unit page and a --find page from one reading
+    assert main(["neurons", str(run_dir), "--text", str(corpus), "--chars", "300", "--neuron", "0:1:i",
+                 "--find", "column", "--out", str(both)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {both}" in printed and f"wrote {tmp_path / 'both-column.html'}" in printed
+
 
 def test_neurons_command_errors(run, tmp_path, capsys):
     run_dir, corpus = run
@@ -155,6 +161,7 @@ def test_neurons_command_errors(run, tmp_path, capsys):
         (["--text", str(corpus), "--neuron", "1:99"], "out of range 0..15"),
         (["--text", str(corpus), "--neuron", "5:1"], "layer 5 out of range"),
         (["--text", str(corpus), "--find", "strng"], "unknown predicate"),
+        (["--text", str(corpus), "--find", "string", "--kinds", "q"], "--kinds 'q': expected"),
         (["--text", str(tmp_path / "none.py"), "--neuron", "0:1"], "no such file"),
     ]
     for extra, message in cases:

@@ -48,6 +48,7 @@ def run(args) -> int:
     from ..cli import CliError, load_run
     from ..inspect.neurons import find_units, neuron_page, parse_unit, read_text
     from ..inspect.predicates import get_predicate
+    from ..inspect.record import GATE_KINDS
 
     if not args.neuron and not args.find:
         raise CliError("give --neuron L:I (units to show) or --find PREDICATE (units to look for)")
@@ -62,6 +63,11 @@ def run(args) -> int:
         predicates = {name: get_predicate(name) for name in args.find}
     except ValueError as err:
         raise CliError(str(err)) from None
+    search = tuple(k.strip() for k in args.kinds.split(",") if k.strip())  # what --find ranks
+    bad = [k for k in search if k not in ("h", "c") + GATE_KINDS]
+    if bad or not search:
+        raise CliError(f"--kinds {args.kinds!r}: expected a comma-separated list of h, c and gates "
+                       f"({', '.join(GATE_KINDS)})")
     path = Path(args.text)
     if not path.is_file():
         raise FileNotFoundError(f"--text {path}: no such file")
@@ -78,8 +84,10 @@ def run(args) -> int:
         raise CliError(f"{args.run_dir}: task {config.task!r} is not a language model; neurons needs a charlm run")
     if predicates and vocab.kind != "char":
         raise CliError("--find uses per-character predicates: it needs a character-level run")
-    kinds = None if units else tuple(k.strip() for k in args.kinds.split(","))
-    activity = read_text(model, vocab, text, kinds=kinds)
+    try:
+        activity = read_text(model, vocab, text, kinds=None if units else search)
+    except ValueError as err:  # e.g. --kinds c on a GRU run
+        raise CliError(f"--kinds {args.kinds}: {err}") from None
     for unit in units:
         try:
             activity.values(unit)
@@ -100,7 +108,10 @@ def run(args) -> int:
         if np.ptp(values) == 0:
             print(f"predicate {name}: constant ({values[0]:g}) on this text; nothing to correlate with")
             continue
-        found = find_units(activity, values, kinds=kinds, top=max(args.top, args.show))
+        try:
+            found = find_units(activity, values, kinds=search, top=max(args.top, args.show))
+        except ValueError as err:
+            raise CliError(f"--kinds {args.kinds}: {err}") from None
         print(f"predicate {name} over {len(text)} characters (mean {values.mean():.3f}): "
               f"units by |correlation|")
         for rank, (unit, r) in enumerate(found[: args.top], 1):
