@@ -167,3 +167,19 @@ def test_neurons_command_errors(run, tmp_path, capsys):
     for extra, message in cases:
         assert main(["neurons", str(run_dir), *extra]) != 0
         assert message in capsys.readouterr().err, extra
+
+
+def test_word_level_reading_shows_line_ends_and_matches_the_model():
+    from rnnkit.data.vocab import WordVocab
+    from rnnkit.models import LanguageModel
+
+    torch.manual_seed(0)
+    vocab = WordVocab(["def", "f", "(", ")", ":", "return", "x"])
+    model = LanguageModel(len(vocab), "lstm", hidden_size=6)
+    text = "def f(x):\n    return y\n"
+    activity = read_text(model, vocab, text, chunk=3)  # chunks carry the state
+    assert activity.pieces == ["def", "f", "(", "x", ")", ":", "\n", "return", "y", "\n"]
+    with torch.no_grad():
+        logits, _ = model(torch.as_tensor(vocab.encode(text))[None])
+    np.testing.assert_allclose(activity.probs, logits[0].softmax(-1).numpy(), atol=1e-6)
+    assert activity.top(5)[0][1] == pytest.approx(float(logits[0, 5].softmax(-1).max()), abs=1e-6)

@@ -96,7 +96,7 @@ def run(args) -> int:
     source = f"{args.run_dir} ({ckpt.name}) on {path.name}, {len(activity.pieces)} {vocab.kind}s"
     unknown = vocab.unknown(text)
     if unknown:
-        print(f"note: {len(unknown)} character(s) of the text are not in the model's vocabulary "
+        print(f"note: {len(unknown)} {vocab.kind}(s) of the text are not in the model's vocabulary "
               f"(read as unknown): {' '.join(map(repr, unknown[:10]))}")
 
     if units:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.vocab import Vocab, tokenize_words
+from ..data.vocab import EOL, Vocab, tokenize_words
 from .record import GATE_KINDS, Trace, record
 
 SIGMOID_KINDS = ("i", "f", "o", "r", "z")  # gates in (0, 1)
@@ -92,7 +92,7 @@ def read_text(model, vocab: Vocab, text: str, kinds=None, chunk: int = 512) -> T
     if vocab.kind == "char":
         pieces = list(text)
     else:
-        pieces = tokenize_words(text)
+        pieces = ["\n" if w == EOL else w for w in tokenize_words(text)]  # a line end shows as one
     ids = torch.as_tensor(vocab.encode(text), dtype=torch.long)
     if len(ids) != len(pieces):
         raise ValueError(f"the vocabulary encoded {len(ids)} tokens for {len(pieces)} pieces of text")
