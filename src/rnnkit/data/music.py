@@ -297,7 +297,7 @@ def load_chorales(frames_per_quarter: int = 1, transpose: bool = True, limit: in
     """The Bach chorales of music21's corpus as a MusicSet (all splits; see `split_set`).
 
     frames_per_quarter: 1 (quarter-note frames, as JSB Chorales) or 2 (eighth notes).
-    transpose: to C major / C minor. limit: the first N chorales only (0: all 371 files).
+    transpose: to C major / C minor. limit: the first N chorales only (0: all 350 distinct files).
     cache: read/write the converted arrays in the user cache (keyed by music21 version,
     settings and pieces). progress: where the progress line goes while parsing (None: quiet).
     """

@@ -66,7 +66,7 @@ class MusicData(Section):
     frames_per_quarter: int = option(1, ge=1, le=4, help="roll frames per quarter note: 1 as JSB Chorales, "
                                                          "2 eighth notes")
     transpose: bool = option(True, help="transpose every piece to C major / C minor")
-    limit: int = option(0, ge=0, help="chorales: only the first N (0: all 371; for quick tests)")
+    limit: int = option(0, ge=0, help="chorales: only the first N (0: all 350 distinct files; for quick tests)")
     split_seed: int = option(0, ge=0, help="seed of the fixed 60/20/20 split by piece")
     batch_size: int = option(16, ge=1, help="pieces per training batch")
     eval_batch_size: int = option(64, ge=1, help="pieces per evaluation batch")
