@@ -20,7 +20,8 @@ model's embedding size (model.embedding_size, default model.hidden_size)."""
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--source", choices=["stdlib", "path", "bible"], default="stdlib", help="corpus (default stdlib)")
+    parser.add_argument("--source", choices=["stdlib", "path", "bible"], default="stdlib",
+                        help="corpus (default stdlib)")
     parser.add_argument("--path", default="", help="--source path: a text file or a directory")
     parser.add_argument("--glob", default="*", help="--source path with a directory: file names to read")
     parser.add_argument("--out", required=True, metavar="FILE", help="the vectors (word2vec text format; .bin binary)")

@@ -122,8 +122,9 @@ def last_step_loss(task, model, batch):
 # -- the lecture's demonstrations -----------------------------------------------------------
 def scaled_elman(hidden_size: int, radius: float, nonlinearity: str = "tanh", input_size: int = 2,
                  seed: int = 0) -> Recurrent:
-    """An untrained Elman RNN (float32; `.double()` it for long products) whose W_hh is an orthogonal matrix times `radius`, so every
-    eigenvalue has modulus `radius` (the spectral radius is exactly `radius`)."""
+    """An untrained Elman RNN (float32; `.double()` it for long products) whose W_hh is an
+    orthogonal matrix times `radius`, so every eigenvalue has modulus `radius` (the
+    spectral radius is exactly `radius`)."""
     torch.manual_seed(seed)
     rnn = Recurrent("rnn", input_size, hidden_size, nonlinearity=nonlinearity)
     with torch.no_grad():

@@ -40,7 +40,8 @@ class Coverage:
         text = (f"{self.source}: {self.found} of {self.total} vocabulary words ({100 * self.fraction:.1f}%) "
                 "have a pretrained vector")
         if self.missing:
-            text += "; missing (kept random): " + " ".join(self.missing[:12]) + (" ..." if len(self.missing) > 12 else "")
+            more = " ..." if len(self.missing) > 12 else ""
+            text += "; missing (kept random): " + " ".join(self.missing[:12]) + more
         return text
 
 
