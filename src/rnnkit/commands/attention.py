@@ -69,7 +69,7 @@ def run(args) -> int:
         print(f"{token[:13]:<14}" + "".join(f"{w:{width + 1}.2f}" for w in row))
     if args.plot:
         try:
-            draw_attention(sources, outputs, weights, args.plot, title=f"{args.run_dir}: {args.text}")
+            draw_attention(sources, outputs, weights, args.plot, title=args.text)
         except ImportError:
             raise CliError("--plot needs matplotlib: pip install 'rnnkit[translate]'") from None
         print(f"wrote {args.plot}")
@@ -85,14 +85,16 @@ def draw_attention(sources, outputs, weights, path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * len(sources), 1.0 + 0.4 * len(outputs)))
+    import textwrap
+
+    fig, ax = plt.subplots(figsize=(max(3.0, 1.0 + 0.45 * len(sources)), 1.0 + 0.4 * len(outputs)))
     ax.imshow(weights.numpy(), cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(sources)), [s.replace("\n", "\\n") for s in sources], rotation=60, ha="right")
     ax.set_yticks(range(len(outputs)), outputs)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(textwrap.fill(title, width=max(20, 6 * len(sources))), fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
