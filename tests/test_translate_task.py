@@ -166,7 +166,9 @@ def test_every_source_trains_and_evaluates(tmp_path, source):
 
 
 def test_the_shipped_recipes_load():
-    for path in sorted((ROOT / "configs").glob("translate-*.yaml")) + sorted((ROOT / "configs").glob("execute-*.yaml")) \
-            + [ROOT / "configs" / "addition.yaml", ROOT / "configs" / "reverse.yaml"]:
-        config = load_config(str(path))
-        assert config.task == "translate", path
+    configs = ROOT / "configs"
+    paths = sorted(configs.glob("translate-*.yaml")) + sorted(configs.glob("execute-*.yaml"))
+    paths += [configs / "addition.yaml", configs / "reverse.yaml"]
+    assert len(paths) == 7
+    for path in paths:
+        assert load_config(str(path)).task == "translate", path
