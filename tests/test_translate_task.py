@@ -74,6 +74,8 @@ def test_text_metrics_on_known_cases():
     assert chrf(["quatre cent douze"], ["quatre cent douze"]) == pytest.approx(100)
     assert rouge_l(["a c"], ["a b c"]) == pytest.approx(0.8)  # LCS 2: precision 1, recall 2/3
     assert rouge_l(["zéro"], ["zéro"]) == pytest.approx(1.0)  # accents are kept as tokens
+    assert bleu(["1769"], ["1779"]) == 0 and 0 < bleu(["1769"], ["1779"], level="char") < 100
+    assert rouge_l(["1769"], ["1779"], level="char") == pytest.approx(0.75)
     assert 0 < text_metrics(["quatre cent"], ["quatre cent douze"])["chrf"] < 100
     with pytest.raises(ValueError, match="one reference each"):
         bleu(["a"], ["a", "b"])

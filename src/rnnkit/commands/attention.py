@@ -7,6 +7,9 @@ heat map with matplotlib. A run trained without attention has no weights to show
 """
 from __future__ import annotations
 
+import os
+import sys
+
 NAME = "attention"
 HELP = "show and plot the attention weights of a translate run for one input"
 EXAMPLES = """examples:
@@ -28,7 +31,7 @@ def attention_matrix(task, model, text: str, strategy):
     """(source tokens, output tokens with </s>, weights (T, S) as a tensor) for one input."""
     import torch
 
-    from ..data.pairs import BOS_ID, EOS_ID, EOS
+    from ..data.pairs import BOS_ID, EOS, EOS_ID, tokenize
     from ..decode import decode
 
     source, lengths, _ = task.encode_texts([text])
@@ -40,8 +43,6 @@ def attention_matrix(task, model, text: str, strategy):
         target_in = torch.tensor([[BOS_ID] + hyp.tokens], device=device)  # (1, T)
         weights = model(source, lengths, target_in).attention[0].cpu()  # (T, S)
     level = task.meta["levels"][0]
-    from ..data.pairs import tokenize
-
     outputs = task.target_vocab.decode(hyp.tokens) + ([EOS] if hyp.finished else [])
     return tokenize(text, level), outputs, weights[: len(outputs)]
 
@@ -63,10 +64,13 @@ def run(args) -> int:
         sources, outputs, weights = attention_matrix(task, model, args.text, strategy)
     except TaskCommandError as err:
         raise CliError(str(err)) from None
-    width = max(5, *(len(s) for s in sources))
-    print(" " * 14 + "".join(f"{s[:width]:>{width + 1}}" for s in sources))
-    for token, row in zip(outputs, weights.tolist()):
-        print(f"{token[:13]:<14}" + "".join(f"{w:{width + 1}.2f}" for w in row))
+    try:
+        width = max(5, *(len(s) for s in sources))
+        print(" " * 14 + "".join(f"{s[:width]:>{width + 1}}" for s in sources))
+        for token, row in zip(outputs, weights.tolist()):
+            print(f"{token[:13]:<14}" + "".join(f"{w:{width + 1}.2f}" for w in row))
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if args.plot:
         try:
             draw_attention(sources, outputs, weights, args.plot, title=args.text)
@@ -78,14 +82,13 @@ def run(args) -> int:
 
 def draw_attention(sources, outputs, weights, path, title: str = "") -> None:
     """A heat map of weights (T, S): output tokens down, source tokens across."""
+    import textwrap
     from pathlib import Path
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    import textwrap
 
     fig, ax = plt.subplots(figsize=(max(3.0, 1.0 + 0.45 * len(sources)), 1.0 + 0.4 * len(outputs)))
     ax.imshow(weights.numpy(), cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")

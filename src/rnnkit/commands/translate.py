@@ -9,6 +9,7 @@ error.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 NAME = "translate"
@@ -94,12 +95,15 @@ def run(args) -> int:
         results = task.translate(model, texts, strategy)
     except TaskCommandError as err:
         raise CliError(str(err)) from None
-    for text, hyps in zip(texts, results):
-        if len(hyps) == 1 and len(texts) == 1:
-            print(hyps[0][0])
-            continue
-        print(f"{text}")
-        for rank, (out, log_prob, finished) in enumerate(hyps, 1):
-            note = "" if finished else "  (no end token: cut at the length limit)"
-            print(f"  {rank}. {out}    log p = {log_prob:.4f}{note}")
+    try:
+        for text, hyps in zip(texts, results):
+            if len(hyps) == 1 and len(texts) == 1:
+                print(hyps[0][0])
+                continue
+            print(f"{text}")
+            for rank, (out, log_prob, finished) in enumerate(hyps, 1):
+                note = "" if finished else "  (no end token: cut at the length limit)"
+                print(f"  {rank}. {out}    log p = {log_prob:.4f}{note}")
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

@@ -311,7 +311,7 @@ class Translate(Task):
         results = {}
         for name, strategy in (("greedy", Greedy()), (f"beam {args.beam}", beam)):
             hyps = [row[0][0] for row in self.translate(self._model, data.source_texts, strategy)]
-            results[name] = (hyps, text_metrics(hyps, refs))
+            results[name] = (hyps, text_metrics(hyps, refs, self.meta["levels"][1]))
         names = list(results)
         print(f"\n{len(refs)} {args.split} pairs   " + "".join(f"{n:>12}" for n in names))
         for key, scale in (("exact_match", 100), ("bleu", 1), ("chrf", 1), ("rouge_l", 100)):
