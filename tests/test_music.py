@@ -140,6 +140,18 @@ def test_user_files_bad_and_empty_ones_are_named_and_skipped(tmp_path, capsys):
         md.load_files(tmp_path / "songs" / "broken.mid", report=out)
 
 
+def test_a_users_notes_outside_the_piano_are_reported_by_file(tmp_path):
+    part = music21.stream.Part()
+    for offset, midi in enumerate([60, 64, 110, 67]):  # 110 is above C8
+        part.insert(offset, music21.note.Note(midi, quarterLength=1))
+    md.write_score(part, tmp_path / "high.mid")
+    report = tmp_path / "report.txt"
+    with report.open("w") as out:
+        data = md.load_files(tmp_path / "high.mid", 1, transpose=False, report=out)
+    assert "high.mid: dropped 1 note(s) outside MIDI 21..108" in report.read_text()
+    assert data.dropped == [1] and data.rolls[0].sum() == 3 and data.rolls[0][2].sum() == 0
+
+
 def test_chorales_are_cached_after_the_first_parse(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNKIT_CACHE", str(tmp_path))
     first = md.load_chorales(1, limit=2, progress=None)
@@ -249,6 +261,15 @@ def test_generate_continues_the_prime_and_writes_midi_that_parses_back(trained, 
     padded = np.zeros_like(roll)
     padded[: len(again)] = again
     assert np.array_equal(padded, roll)  # the file holds the same notes (same seed, same roll)
+
+
+def test_generate_from_silence_needs_no_data(trained, tmp_path, monkeypatch):
+    task, model, _, _ = load_run(trained)
+    monkeypatch.setattr(task, "prepare_data", lambda: pytest.fail("loaded the corpus"))
+    args = Namespace(prime_frames=0, length=6, split="test", piece="", index=0, prime_file=None, out=None,
+                     plot=None, temperature=1.0, greedy=True, seed=None, tempo=80, quiet=True)
+    result = task.generate(model, args)
+    assert result["name"] == "silence" and result["output"].shape == (6, 88)
 
 
 def test_generate_refuses_without_outputs_and_for_other_tasks(trained, capsys):

@@ -40,7 +40,7 @@ from torch.nn import functional as F
 
 from ..cells import cell_names
 from ..config import ConfigError, Section, option
-from ..data.music import (EOS, KEYS, REST, SPLITS, MusicError, MusicSet, load_chorales, load_files,
+from ..data.music import (EOS, KEYS, REST, SPLITS, MusicError, MusicSet, Piece, load_chorales, load_files,
                           melody_to_stream, melody_tokens, roll_to_stream, split_set, tokens_to_melody, write_score)
 from ..metrics.music import frame_accuracy, frame_counts, frame_nll, music_metrics
 from ..models.lm import LanguageModel
@@ -249,6 +249,8 @@ class Music(Task):
 
     def prime_piece(self, args):
         """(name, roll or melody) that generation starts from: --prime-file, else a piece of --split."""
+        if args.prime_frames == 0 and not getattr(args, "prime_file", None):  # from silence: no data needed
+            return "silence", Piece("silence", np.zeros((0, KEYS), np.uint8), [])
         if getattr(args, "prime_file", None):
             d = self.data_config
             pieces = load_files(args.prime_file, self.assets["frames_per_quarter"], d.transpose)
