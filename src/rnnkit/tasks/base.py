@@ -25,13 +25,14 @@ load_assets, build_model (no data).
 from __future__ import annotations
 
 import argparse
+import difflib
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import nn
 
-from ..config import Config, EmptyConfig
+from ..config import Config, ConfigError, EmptyConfig
 from ..train.batch import Batch, LossOutput
 from ..train.tbptt import StreamBatches, detach_state, mask_state, run_with_resets
 
@@ -41,6 +42,27 @@ __all__ = ["Task", "Batch", "LossOutput", "TaskCommandError", "StreamBatches",
 
 class TaskCommandError(RuntimeError):
     """A command the task does not offer (e.g. `sample` for a classifier)."""
+
+
+def check_cell(name: str) -> None:
+    """A ConfigError for `model.cell` when no cell of that name is registered, naming the
+    nearest one. For the `check` of every task's ModelConfig."""
+    from ..cells import cell_names
+
+    names = cell_names()
+    if name not in names:
+        near = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ConfigError("cell", name, "one of " + ", ".join(names) + hint)
+
+
+def cell_options(model_config) -> dict:
+    """The cell keyword arguments a task's ModelConfig sets: `variant` and `nonlinearity`
+    where non-empty, `forget_bias` where not None (each only if the section has it)."""
+    options = {key: value for key in ("variant", "nonlinearity") if (value := getattr(model_config, key, ""))}
+    if getattr(model_config, "forget_bias", None) is not None:
+        options["forget_bias"] = model_config.forget_bias
+    return options
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -35,7 +35,7 @@ from ..decode import generate, make_strategy
 from ..metrics import lm_metrics
 from ..models import LanguageModel
 from ..train import distributed
-from .base import Batch, LossOutput, StreamBatches, Task, TaskCommandError
+from .base import Batch, LossOutput, StreamBatches, Task, TaskCommandError, cell_options, check_cell
 from .registry import register_task
 
 VOCAB_FILE = "vocab.json"
@@ -88,23 +88,10 @@ class LMModel(Section):
     variational: bool = option(False, help="one dropout mask per sequence between layers")
 
     def check(self):
-        if self.cell not in cell_names():
-            import difflib
-
-            near = difflib.get_close_matches(self.cell, cell_names(), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError("cell", self.cell, "one of " + ", ".join(cell_names()) + hint)
+        check_cell(self.cell)
         if self.tie_weights and self.embedding_size not in (0, self.hidden_size):
             raise ConfigError("tie_weights", True, f"embedding_size 0 or = hidden_size ({self.hidden_size}) "
                               f"when tie_weights is true, got embedding_size {self.embedding_size}")
-
-    def cell_options(self) -> dict:
-        options = {}
-        if self.variant:
-            options["variant"] = self.variant
-        if self.nonlinearity:
-            options["nonlinearity"] = self.nonlinearity
-        return options
 
 
 @register_task("charlm")
@@ -177,7 +164,7 @@ class CharLM(Task):
         model = LanguageModel(len(self.vocab), m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
                               embedding_size=m.embedding_size or None, dropout=m.dropout,
                               tie_weights=m.tie_weights, residual=m.residual, skip=m.skip,
-                              variational=m.variational, **m.cell_options())
+                              variational=m.variational, **cell_options(m))
         if self.data_config.embeddings:
             self._pretrained(model)
         self._model = model

@@ -27,7 +27,6 @@ The `tag` task (rnnkit.tasks.tag) shares all of this with a prediction at every 
 """
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import sys
@@ -48,7 +47,7 @@ from ..metrics.classification import (classification_metrics, confusion_matrix, 
                                       save_confusion_png)
 from ..models.classifier import SequenceClassifier, SequenceTagger, WindowMLP, chrono_init
 from ..train import distributed
-from .base import Batch, LossOutput, Task, TaskCommandError, epoch_generator
+from .base import Batch, LossOutput, Task, TaskCommandError, epoch_generator, cell_options, check_cell
 from .registry import register_task
 
 LABELS_FILE = "labels.json"
@@ -131,24 +130,11 @@ class SequenceModelConfig(Section):
                                                                     "or average its steps (order-free)")
 
     def check(self):
-        if self.cell not in cell_names():
-            near = difflib.get_close_matches(self.cell, cell_names(), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError("cell", self.cell, "one of " + ", ".join(cell_names()) + hint)
+        check_cell(self.cell)
         if self.chrono and (self.cell != "lstm" or self.architecture != "rnn"):
             raise ConfigError("chrono", self.chrono, "0 unless cell is lstm (chrono initialises LSTM gate biases)")
         if self.architecture == "window_mlp" and self.pooling not in ("mean", "max"):
             raise ConfigError("pooling", self.pooling, "mean or max for architecture window_mlp")
-
-    def cell_options(self) -> dict:
-        options = {}
-        if self.variant:
-            options["variant"] = self.variant
-        if self.nonlinearity:
-            options["nonlinearity"] = self.nonlinearity
-        if self.forget_bias is not None:
-            options["forget_bias"] = self.forget_bias
-        return options
 
 
 @register_task("classify")
@@ -265,10 +251,10 @@ class Classify(Task):
                               mode=m.window_mode, pooling=m.pooling, dropout=m.dropout, per_step=self.per_step)
         elif self.per_step:
             model = SequenceTagger(D, K, m.cell, m.hidden_size, m.num_layers, m.bidirectional, m.dropout,
-                                   m.projection_size, **m.cell_options())
+                                   m.projection_size, **cell_options(m))
         else:
             model = SequenceClassifier(D, K, m.cell, m.hidden_size, m.num_layers, m.bidirectional, m.pooling,
-                                       m.dropout, m.projection_size, **m.cell_options())
+                                       m.dropout, m.projection_size, **cell_options(m))
         if m.chrono and m.architecture == "rnn":
             chrono_init(model.encoder.rnn, m.chrono)
         self._model = model

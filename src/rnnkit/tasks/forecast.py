@@ -37,7 +37,7 @@ from ..data.series import (BUILTIN, SeriesError, SeriesTransform, TimeSplit, che
 from ..metrics.forecast import Predictive, format_table, naive_scale, score
 from ..models.forecaster import Forecaster, forecast_loss, rollout, select_steps
 from ..models.mdn import Mixture
-from .base import Batch, LossOutput, Task, TaskCommandError, epoch_generator
+from .base import Batch, LossOutput, Task, TaskCommandError, epoch_generator, cell_options, check_cell
 from .registry import register_task
 
 SCALER_FILE = "scaler.json"
@@ -112,11 +112,7 @@ class ForecastModel(Section):
     ensemble: int = option(1, ge=1, help="E independently initialised members; the forecast is their mixture")
 
     def check(self):
-        if self.cell not in cell_names():
-            raise ConfigError("cell", self.cell, "one of " + ", ".join(cell_names()))
-
-    def cell_options(self) -> dict:
-        return {k: v for k, v in (("variant", self.variant), ("nonlinearity", self.nonlinearity)) if v}
+        check_cell(self.cell)
 
 
 class _Data:
@@ -218,7 +214,7 @@ class Forecast(Task):
         model = Forecaster(len(self.assets["columns"]), self.feature_size, d.horizon, cell=m.cell,
                            hidden_size=m.hidden_size, num_layers=m.num_layers, dropout=m.dropout, head=m.head,
                            components=m.components, point_loss=m.point_loss, multi_step=m.multi_step,
-                           ensemble=m.ensemble, **m.cell_options())
+                           ensemble=m.ensemble, **cell_options(m))
         self._model = model
         return model
 

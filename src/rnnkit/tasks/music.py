@@ -26,7 +26,6 @@ of the loss, and the model is causal so they cannot change earlier outputs).
 """
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import sys
@@ -46,7 +45,7 @@ from ..metrics.music import frame_accuracy, frame_counts, frame_nll, music_metri
 from ..models.lm import LanguageModel
 from ..models.polyphonic import PolyphonicModel
 from ..train import distributed
-from .base import Batch, LossOutput, Task, TaskCommandError, epoch_generator
+from .base import Batch, LossOutput, Task, TaskCommandError, epoch_generator, cell_options, check_cell
 from .registry import register_task
 
 ASSETS_FILE = "music.json"
@@ -90,18 +89,7 @@ class MusicModel(Section):
     dropout: float = option(0.0, ge=0, lt=1, help="between layers and before the output layer")
 
     def check(self):
-        if self.cell not in cell_names():
-            near = difflib.get_close_matches(self.cell, cell_names(), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError("cell", self.cell, "one of " + ", ".join(cell_names()) + hint)
-
-    def cell_options(self) -> dict:
-        options = {}
-        if self.variant:
-            options["variant"] = self.variant
-        if self.nonlinearity:
-            options["nonlinearity"] = self.nonlinearity
-        return options
+        check_cell(self.cell)
 
 
 @register_task("music")
@@ -165,9 +153,9 @@ class Music(Task):
     def build_model(self):
         m = self.model_config
         if self.form == "roll":
-            return PolyphonicModel(KEYS, m.cell, m.hidden_size, m.num_layers, m.dropout, **m.cell_options())
+            return PolyphonicModel(KEYS, m.cell, m.hidden_size, m.num_layers, m.dropout, **cell_options(m))
         return LanguageModel(len(self.assets["tokens"]), m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
-                             embedding_size=m.embedding_size or None, dropout=m.dropout, **m.cell_options())
+                             embedding_size=m.embedding_size or None, dropout=m.dropout, **cell_options(m))
 
     # -- batches ---------------------------------------------------------------------------
     def _batches(self, data: MusicSet, batch_size: int, generator=None):

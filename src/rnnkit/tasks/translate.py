@@ -40,7 +40,7 @@ from ..data.pairs import (BOS_ID, EOS_ID, IGNORE, PairBatches, PairSet, PairVoca
 from ..decode import BeamSearch, Greedy, decode
 from ..models.seq2seq import Seq2Seq
 from ..train import distributed
-from .base import Batch, LossOutput, Task, TaskCommandError, epoch_generator
+from .base import Batch, LossOutput, Task, TaskCommandError, epoch_generator, cell_options, check_cell
 from .registry import register_task
 
 PAIRS_FILE = "pairs.json"
@@ -106,8 +106,7 @@ class TranslateModel(Section):
     label_smoothing: float = option(0.0, ge=0, lt=1, help="label smoothing of the cross-entropy")
 
     def check(self):
-        if self.cell not in cell_names():
-            raise ConfigError("cell", self.cell, "one of " + ", ".join(cell_names()))
+        check_cell(self.cell)
         encoder = (self.encoder_hidden_size or self.hidden_size) * (2 if self.bidirectional else 1)
         if self.attention == "dot" and encoder != self.hidden_size:
             raise ConfigError("attention", "dot", f"additive or general: dot attention needs the encoder states "
@@ -197,7 +196,7 @@ class Translate(Task):
     # -- model ---------------------------------------------------------------------------
     def build_model(self) -> Seq2Seq:
         m = self.model_config
-        options = {"variant": m.variant} if m.variant else {}
+        options = cell_options(m)
         model = Seq2Seq(len(self.source_vocab), len(self.target_vocab), m.cell, hidden_size=m.hidden_size,
                         embedding_size=m.embedding_size or None, num_layers=m.num_layers,
                         bidirectional=m.bidirectional, attention=m.attention, input_feeding=m.input_feeding,
