@@ -1,4 +1,6 @@
-"""The `rnnkit` command: train, eval, sample, plot, info.
+"""The `rnnkit` command: train, eval, sample, predict, plot, info, and the subcommands
+of rnnkit/commands/ (forecast, translate, attention, generate, neurons, gradients,
+embeddings, word2vec).
 
     rnnkit train configs/charlm-stdlib.yaml model.hidden_size=512 trainer.bptt=100
     rnnkit train resume=runs/charlm                 # continue a run exactly where it stopped
