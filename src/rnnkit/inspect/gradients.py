@@ -218,6 +218,13 @@ def plot_profiles(profiles: list[LagProfile], path, title: str, layer: int = -1,
         ax.semilogy(np.arange(len(values)), values, "k--", linewidth=0.8, alpha=0.6, label=label)
     ax.set_xlabel("lag T − k (steps)")
     ax.set_ylabel("mean ‖∂L_T / ∂h_k‖" + (" ÷ its value at lag 0" if relative else ""))
+    _finish(fig, ax, path, title)
+
+
+def _finish(fig, ax, path, title: str) -> None:
+    """Title, log grid and legend; write the PNG and free the figure."""
+    import matplotlib.pyplot as plt
+
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -242,9 +249,4 @@ def plot_curves(curves: dict[float, np.ndarray], path, title: str) -> None:
         ax.semilogy(steps, losses, label=label)
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss (MSE)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(fig, ax, path, title)
