@@ -17,6 +17,9 @@ character vocabulary of its training split.
 - LSTM: each `--recipe` is trained with `rnnkit train` (run dir under
   benchmarks/out/), each `--run` is taken as it is; both are scored with `rnnkit
   eval`'s code on the test split (the recurrent state carried over the whole split).
+  With `--dynamic`, a second row: the same model scored with dynamic evaluation
+  (rnnkit.train.dynamic: each chunk is scored, then learnt from), the adaptive
+  counterpart of the "xz having seen the training text" row.
 
 Prints a markdown table and writes it to benchmarks/out/lm_quality.md.
 """
@@ -42,15 +45,19 @@ def xz_bits(data: bytes) -> int:
     return 8 * len(result.stdout)
 
 
-def score_run(run_dir: Path) -> tuple[float, dict]:
-    """Test-split bits per character of a trained charlm run, and its trainer state."""
+def score_run(run_dir: Path, dynamic: argparse.Namespace | None = None) -> tuple[float, dict]:
+    """Test-split bits per character of a trained charlm run (statically, or with dynamic
+    evaluation when `dynamic` holds `rnnkit eval`'s --dynamic options), and its trainer state."""
     from rnnkit.cli import load_run
     from rnnkit.train.checkpoint import read_state
-    from rnnkit.train.trainer import evaluate
+    from rnnkit.train.device import resolve_precision
 
     task, model, config, ckpt = load_run(run_dir)
     task.prepare_data()
-    metrics = evaluate(task, model, task.eval_batches("test"), device=next(model.parameters()).device)
+    device = next(model.parameters()).device
+    args = dynamic or argparse.Namespace(dynamic=False)
+    metrics = task.evaluate_split(model, "test", args, device=device,
+                                  precision=resolve_precision(config.trainer.precision, device))
     return metrics["bits_per_char"], read_state(ckpt)["train"]
 
 
@@ -74,6 +81,14 @@ def main(argv=None) -> int:
     parser.add_argument("--run", action="append", default=[], help="a trained charlm run to score (repeatable)")
     parser.add_argument("--no-lstm", action="store_true", help="n-grams and xz only")
     parser.add_argument("--no-xz", action="store_true")
+    parser.add_argument("--dynamic", action="store_true",
+                        help="also score each LSTM with dynamic evaluation (rnnkit eval --dynamic)")
+    parser.add_argument("--dynamic-rule", choices=("rms", "sgd"), default="rms")
+    parser.add_argument("--dynamic-lr", type=float, default=2e-5)
+    parser.add_argument("--dynamic-decay", type=float, default=0.0)
+    parser.add_argument("--dynamic-rms-batches", type=int, default=50)
+    parser.add_argument("--streams", type=int, default=0, help="dynamic evaluation's parallel streams")
+    parser.add_argument("--bptt", type=int, default=0, help="dynamic evaluation's chunk length")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for the recipes (e.g. run.threads=2)")
     args = parser.parse_args(argv)
 
@@ -117,6 +132,17 @@ def main(argv=None) -> int:
         if wall is not None:
             note += f", {wall / 60:.1f} min wall for the whole command"
         rows.append((f"LSTM run {run_dir.name}", bits, note))
+        if args.dynamic:
+            start = time.perf_counter()
+            dyn = argparse.Namespace(dynamic=True, streams=args.streams, bptt=args.bptt,
+                                     dynamic_rule=args.dynamic_rule, dynamic_lr=args.dynamic_lr,
+                                     dynamic_decay=args.dynamic_decay,
+                                     dynamic_rms_batches=args.dynamic_rms_batches)
+            bits, _ = score_run(run_dir, dyn)
+            rows.append((f"LSTM run {run_dir.name}, dynamic evaluation", bits,
+                         f"rule {args.dynamic_rule}, lr {args.dynamic_lr:g}, decay {args.dynamic_decay:g}, "
+                         f"streams {args.streams or 'as trained'}, bptt {args.bptt or 'data.eval_bptt'}; "
+                         f"{(time.perf_counter() - start) / 60:.1f} min"))
 
     best_ngram = min((b for name, b, _ in rows if name.startswith("Kneser")), default=math.nan)
     lines = ["| model | test bits/char | vs best n-gram | notes |", "| --- | --- | --- | --- |"]

@@ -276,13 +276,12 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     from .train.device import resolve_precision
-    from .train.trainer import evaluate
 
     task, model, config, ckpt = load_run(args.run_dir, args.checkpoint, args.device)
     task.prepare_data()
     device = next(model.parameters()).device
-    metrics = evaluate(task, model, task.eval_batches(args.split), device=device,
-                       precision=resolve_precision(config.trainer.precision, device))
+    metrics = task.evaluate_split(model, args.split, args, device=device,
+                                  precision=resolve_precision(config.trainer.precision, device))
     if args.json:
         print(json.dumps({"checkpoint": str(ckpt), "split": args.split, **metrics}))
     else:

@@ -179,6 +179,14 @@ class Task:
         raise TaskCommandError(f"task {self.name!r} has no prediction for new data; `rnnkit predict` "
                                "is for tasks that read new inputs (classify, tag)")
 
+    def evaluate_split(self, model: nn.Module, split: str, args: argparse.Namespace, *,
+                       device: torch.device, precision: str = "fp32") -> dict[str, float]:
+        """`rnnkit eval`'s metrics of `model` on `split`. Default: `evaluate` over
+        `eval_batches(split)`; a task with eval options of its own overrides this."""
+        from ..train.trainer import evaluate
+
+        return evaluate(self, model, self.eval_batches(split), device=device, precision=precision)
+
     def report(self, metrics: dict[str, float], args: argparse.Namespace) -> None:
         """`rnnkit eval` output after the metrics are computed. Default: one 'name value' line each."""
         for key, value in metrics.items():

@@ -190,13 +190,16 @@ class CharLM(Task):
     def valid_batches(self) -> StreamBatches:
         return self.eval_batches("valid")
 
-    def eval_batches(self, split: str) -> StreamBatches:
+    def eval_batches(self, split: str, streams: int = 0, bptt: int = 0) -> StreamBatches:
+        """`split` as `streams` parallel streams in chunks of `bptt` (0: data.batch_size and
+        data.eval_bptt, or trainer.bptt), fewer where the split is short."""
         if split not in SPLITS:
             raise TaskCommandError(f"task 'charlm' has no split {split!r} (it has: {', '.join(SPLITS)})")
         d = self.data_config
         tokens = self.tokens(split)
         try:
-            streams, bptt = eval_streams(len(tokens), d.batch_size, d.eval_bptt or self.config.trainer.bptt)
+            streams, bptt = eval_streams(len(tokens), streams or d.batch_size,
+                                         bptt or d.eval_bptt or self.config.trainer.bptt)
         except CorpusError as err:
             raise ConfigError("data.source", message=f"{split} split: {err}") from None
         return StreamBatches(tokens, streams, bptt)
@@ -227,6 +230,29 @@ class CharLM(Task):
         sys.stderr.write("\n---- sample ----\n" + text.rstrip("\n") + "\n----------------\n")
         sys.stderr.flush()
 
+    def evaluate_split(self, model, split: str, args, *, device, precision: str = "fp32") -> dict[str, float]:
+        """Static scoring, or with --dynamic the model adapting as it reads (rnnkit.train.dynamic)."""
+        from ..train.trainer import evaluate
+
+        streams, bptt = getattr(args, "streams", 0), getattr(args, "bptt", 0)
+        batches = self.eval_batches(split, streams, bptt)
+        if not getattr(args, "dynamic", False):
+            return evaluate(self, model, batches, device=device, precision=precision)
+        from ..train.dynamic import DynamicConfig, dynamic_evaluate, mean_square_gradients
+
+        try:
+            config = DynamicConfig(rule=args.dynamic_rule, lr=args.dynamic_lr, decay=args.dynamic_decay,
+                                   rms_batches=args.dynamic_rms_batches)
+        except ValueError as err:
+            raise TaskCommandError(str(err)) from None
+        mean_squares = None
+        if config.rule == "rms":  # gradient scales of the training text, chunked as the scoring is
+            train = StreamBatches(self.tokens("train"), batches.inputs.shape[0], batches.bptt)
+            mean_squares = mean_square_gradients(self, model, train, config.rms_batches,
+                                                 device=device, precision=precision)
+        return dynamic_evaluate(self, model, batches, config, device=device, precision=precision,
+                                mean_squares=mean_squares)
+
     def report(self, metrics: dict[str, float], args) -> None:
         unit = self.vocab.kind
         print(f"loss {metrics['loss']:.4f} nats/{unit}")
@@ -236,6 +262,21 @@ class CharLM(Task):
     # -- sampling ------------------------------------------------------------------------
     @classmethod
     def add_arguments(cls, command: str, parser) -> None:
+        if command == "eval":
+            parser.add_argument("--streams", type=_count, default=0,
+                                help="parallel streams the split is cut into (default: data.batch_size)")
+            parser.add_argument("--bptt", type=_count, default=0,
+                                help="chunk length (default: data.eval_bptt, else trainer.bptt)")
+            parser.add_argument("--dynamic", action="store_true",
+                                help="dynamic evaluation: after scoring each chunk, one gradient step on it")
+            parser.add_argument("--dynamic-rule", choices=("rms", "sgd"), default="rms",
+                                help="update rule (default rms: steps scaled by training gradient RMS)")
+            parser.add_argument("--dynamic-lr", type=float, default=2e-5, help="step size η (default 2e-5)")
+            parser.add_argument("--dynamic-decay", type=float, default=0.0,
+                                help="pull λ back toward the trained weights per step (default 0)")
+            parser.add_argument("--dynamic-rms-batches", type=_count, default=50,
+                                help="training chunks the rms rule measures gradient scales on (default 50)")
+            return
         if command != "sample":
             return
         parser.add_argument("--prime", default="\n", help="text to start from (default: a newline)")

@@ -1,0 +1,147 @@
+"""Dynamic evaluation (rnnkit.train.dynamic) against a plain reference loop, and `rnnkit eval --dynamic`."""
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+from test_lm_task import _private_cache, corpus, recipe, trained  # noqa: E402,F401  (fixtures)
+from toytask import one_thread_fixture  # noqa: E402
+
+from rnnkit.cli import main  # noqa: E402
+from rnnkit.models import LanguageModel  # noqa: E402
+from rnnkit.train.batch import LossOutput  # noqa: E402
+from rnnkit.train.dynamic import DynamicConfig, dynamic_evaluate, mean_square_gradients  # noqa: E402
+from rnnkit.train.tbptt import StreamBatches  # noqa: E402
+
+_one_thread = one_thread_fixture()
+V = 11
+
+
+class StreamTask:
+    """The least a task needs here: mean cross-entropy of a stream chunk, metrics as they are."""
+
+    def compute_loss(self, model, batch, state):
+        logits, state = model(batch.inputs, state)
+        return LossOutput(F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten()), {}, state)
+
+    def summarize(self, metrics):
+        return metrics
+
+
+def model_and_tokens(cell="lstm", seed=0, length=301):
+    torch.manual_seed(seed)
+    model = LanguageModel(V, cell, hidden_size=16, num_layers=2, embedding_size=8).double()
+    tokens = torch.randint(0, V, (length,))
+    return model, tokens
+
+
+def reference(model, tokens, streams, bptt, config, mean_squares=None):
+    """Krause et al.'s procedure written out step by step, on a copy of the model."""
+    model = __import__("copy").deepcopy(model).eval()
+    params = [p for p in model.parameters()]
+    trained = [p.detach().clone() for p in params]
+    if config.rule == "rms":
+        rms = [ms.sqrt() for ms in mean_squares]
+        mean_rms = torch.cat([r.flatten() for r in rms]).mean()
+    total, count, state = 0.0, 0, None
+    for batch in StreamBatches(tokens, streams, bptt):
+        logits, new_state = model(batch.inputs, state)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
+        total += loss.item() * batch.inputs.numel()
+        count += batch.inputs.numel()
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for i, (p, g, p0) in enumerate(zip(params, grads, trained)):
+                if config.rule == "sgd":
+                    p -= config.lr * g
+                    p += config.decay * (p0 - p)
+                else:
+                    p -= config.lr * g / (rms[i] + config.eps)
+                    p += torch.clamp(config.decay * rms[i] / mean_rms, max=1.0) * (p0 - p)
+        state = tuple(s.detach() for s in new_state)
+    return total / count
+
+
+@pytest.mark.parametrize("rule,decay", [("sgd", 0.0), ("sgd", 0.02), ("rms", 0.0), ("rms", 0.05)])
+def test_matches_a_reference_loop_and_restores_the_weights(rule, decay):
+    model, tokens = model_and_tokens()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    task = StreamTask()
+    mean_squares = None
+    if rule == "rms":
+        train = StreamBatches(torch.randint(0, V, (500,)), 3, 7)
+        mean_squares = mean_square_gradients(task, model, train, 5, device=torch.device("cpu"))
+        assert all(ms.shape == p.shape and (ms >= 0).all() for ms, p in zip(mean_squares, model.parameters()))
+    config = DynamicConfig(rule=rule, lr=0.3 if rule == "sgd" else 1e-3, decay=decay)
+    got = dynamic_evaluate(task, model, StreamBatches(tokens, 3, 7), config, device=torch.device("cpu"),
+                           mean_squares=mean_squares)
+    want = reference(model, tokens, 3, 7, config, mean_squares)
+    assert got["loss"] == pytest.approx(want, rel=1e-9)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), f"{key} not restored"
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_tiny_step_scores_as_static_evaluation_does():
+    from rnnkit.train.trainer import evaluate
+
+    model, tokens = model_and_tokens("gru")
+    task = StreamTask()
+    static = evaluate(task, model, StreamBatches(tokens, 4, 9), device=torch.device("cpu"))
+    dynamic = dynamic_evaluate(task, model, StreamBatches(tokens, 4, 9), DynamicConfig(rule="sgd", lr=1e-12),
+                               device=torch.device("cpu"))
+    assert dynamic["loss"] == pytest.approx(static["loss"], rel=1e-9)
+
+
+def test_it_learns_what_repeats_in_the_evaluated_text():
+    """A random 20-symbol phrase said 60 times: static scoring stays near log V, dynamic
+    scoring picks the phrase up as it goes."""
+    from rnnkit.train.trainer import evaluate
+
+    model, _ = model_and_tokens("lstm", seed=1)
+    phrase = torch.randint(0, V, (20,), generator=torch.Generator().manual_seed(5))
+    tokens = phrase.repeat(60)
+    task, cpu = StreamTask(), torch.device("cpu")
+    static = evaluate(task, model, StreamBatches(tokens, 1, 10), device=cpu)["loss"]
+    other_text = StreamBatches(torch.randint(0, V, (400,)), 1, 10)
+    mean_squares = mean_square_gradients(task, model, other_text, 10, device=cpu)
+    dynamic = dynamic_evaluate(task, model, StreamBatches(tokens, 1, 10), DynamicConfig(rule="rms", lr=1e-2),
+                               device=cpu, mean_squares=mean_squares)["loss"]
+    assert static > 0.9 * math.log(V)
+    assert dynamic < 0.75 * static
+
+
+def test_bad_settings_name_the_problem():
+    with pytest.raises(ValueError, match="unknown rule 'adam'"):
+        DynamicConfig(rule="adam")
+    with pytest.raises(ValueError, match="step size must be > 0"):
+        DynamicConfig(lr=0.0)
+    with pytest.raises(ValueError, match=r"decay must be in \[0, 1\)"):
+        DynamicConfig(decay=1.0)
+    model, tokens = model_and_tokens()
+    with pytest.raises(ValueError, match="needs the training gradients' mean squares"):
+        dynamic_evaluate(StreamTask(), model, StreamBatches(tokens, 2, 5), DynamicConfig(rule="rms"),
+                         device=torch.device("cpu"))
+
+
+def test_eval_command_dynamic(trained, capsys):
+    run, _ = trained
+    capsys.readouterr()
+
+    def bits(*extra):
+        assert main(["eval", str(run), "--split", "valid", "--streams", "2", "--bptt", "10", *extra]) == 0
+        out = capsys.readouterr().out
+        return float(dict(line.split(" ", 1) for line in out.splitlines()[1:])["bits_per_char"])
+
+    static = bits()
+    assert bits("--dynamic", "--dynamic-rule", "sgd", "--dynamic-lr", "1e-12") == pytest.approx(static, rel=1e-5)
+    adapted = bits("--dynamic", "--dynamic-lr", "1e-3", "--dynamic-rms-batches", "3")
+    assert math.isfinite(adapted) and adapted != static
+    assert bits() == static  # nothing of the adaptation stays in the run
+    assert main(["eval", str(run), "--dynamic", "--dynamic-lr", "-1"]) == 1
+    assert "step size must be > 0" in capsys.readouterr().err
