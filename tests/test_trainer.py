@@ -343,9 +343,23 @@ def test_device_resolver_and_precision():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="run.device = 'cuda': CUDA is not available"):
             resolve_device("cuda")
-        assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+@pytest.mark.parametrize("amx,expected", [(True, "bf16"), (False, "fp32"), (None, "fp32"), ("raises", "fp32")])
+def test_auto_precision_on_cpu_is_bf16_only_with_matrix_units(monkeypatch, amx, expected):
+    from rnnkit.train.device import resolve_precision
+
+    if amx is None:
+        monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    else:
+        def probe():
+            if amx == "raises":
+                raise RuntimeError("no cpuinfo")
+            return amx
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", probe, raising=False)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
 
 
 def test_progress_is_live_on_a_terminal_and_plain_elsewhere():

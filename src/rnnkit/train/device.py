@@ -36,16 +36,29 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu"  # CPU autocast supports bf16 (fast with AVX512-BF16/AMX)
 
 
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), where oneDNN's
+    bf16 kernels train an LSTM about twice as fast as fp32; without them bf16 on a CPU
+    is emulated or converted and rarely faster."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own check (private API)
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # noqa: BLE001 - an older or different torch: assume none
+        return False
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'fp32' | 'bf16' | 'auto' -> 'fp32' or 'bf16' for this device.
 
-    'auto' picks bf16 only on a GPU that supports it (bf16 on CPU is supported but
-    rarely faster). An explicit 'bf16' on a device without it is an error.
+    'auto' picks bf16 on a GPU that supports it and on a CPU with bf16 matrix units
+    (AMX), fp32 elsewhere. An explicit 'bf16' on a device without it is an error.
     """
     if precision == "fp32":
         return "fp32"
     if precision == "auto":
-        return "bf16" if device.type == "cuda" and bf16_supported(device) else "fp32"
+        if device.type == "cuda":
+            return "bf16" if bf16_supported(device) else "fp32"
+        return "bf16" if device.type == "cpu" and cpu_has_bf16_matrix_units() else "fp32"
     if not bf16_supported(device):
         raise ValueError(f"trainer.precision = 'bf16': not supported on {device} (use fp32 or auto)")
     return "bf16"
