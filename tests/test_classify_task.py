@@ -201,3 +201,61 @@ def test_model_config_errors():
 def test_recipes_are_valid(name):
     config = load_config(TESTS.parent / "configs" / f"{name}.yaml")
     assert config.task in ("classify", "tag")
+
+
+def test_ensemble_answers_with_the_members_mean_probability():
+    from rnnkit.models import SequenceClassifier, SequenceEnsemble
+
+    torch.manual_seed(0)
+    members = [SequenceClassifier(3, 4, "gru", 5, pooling="mean") for _ in range(3)]
+    ensemble = SequenceEnsemble(members).eval()
+    x, lengths = torch.randn(6, 7, 3), torch.tensor([7, 5, 3, 1, 7, 2])
+    log_p, state = ensemble(x, None, lengths)
+    probs = torch.stack([m(x, None, lengths)[0].softmax(-1) for m in members]).mean(0)
+    assert state is None and torch.allclose(log_p.exp(), probs, atol=1e-6)
+    stacked, _ = ensemble(x, None, lengths, members=True)
+    assert stacked.shape == (3, 6, 4) and torch.equal(stacked[1], members[1](x, None, lengths)[0])
+    regression = SequenceEnsemble(members, regression=True)
+    assert torch.allclose(regression(x, None, lengths)[0], stacked.mean(0))
+
+
+@pytest.mark.parametrize("task_name,data", [("classify", {}), ("tag", {"source": "parity"}),
+                                            ("classify", {"source": "adding", "length": 8})])
+def test_ensemble_members_train_on_their_own_loss(tmp_path, capsys, task_name, data):
+    """Training loss of an ensemble = mean of its members' losses; it trains, evaluates and predicts."""
+    config = load_config(recipe(tmp_path, task_name, data=data, model={"ensemble": 3}))
+    task = get_task(task_name)(config)
+    task.prepare_data()
+    torch.manual_seed(0)
+    net = task.build_model().train()
+    assert len(net.members) == 3
+    batch = next(iter(task.train_batches(0)))
+    got = task.compute_loss(net, batch, None).loss
+    want = torch.stack([task._loss(m(batch.inputs, None, batch.lengths)[0].float(), batch.targets, batch.num_items)
+                        for m in net.members]).mean()
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    assert main(["train", recipe(tmp_path, task_name, data=data, model={"ensemble": 3}, name="e.yaml")]) == 0
+    assert main(["eval", str(tmp_path / "run"), "--split", "test", "--no-png"]) == 0
+    out = capsys.readouterr().out
+    assert ("mse " if "adding" in str(data) else "accuracy") in out
+
+
+def test_input_noise_perturbs_training_batches_only_at_real_steps_and_is_seeded(tmp_path):
+    def batches(noise, split="train", epoch=0):
+        config = load_config(recipe(tmp_path, data={"input_noise": noise}))
+        task = get_task("classify")(config)
+        task.prepare_data()
+        return list(task.train_batches(epoch) if split == "train" else task.eval_batches(split))
+
+    clean, noisy, again = batches(0.0), batches(0.5), batches(0.5)
+    other_epoch, clean_other = batches(0.5, epoch=1), batches(0.0, epoch=1)
+    for c, n, a in zip(clean, noisy, again):
+        assert torch.equal(c.targets, n.targets) and torch.equal(c.lengths, n.lengths)  # same order
+        assert torch.equal(n.inputs, a.inputs)  # seeded
+        real = torch.arange(c.inputs.shape[1])[None, :] < c.lengths[:, None]
+        diff = (n.inputs - c.inputs)[real]
+        assert diff.std().item() == pytest.approx(0.5, rel=0.25)
+        assert torch.equal(n.inputs[~real], c.inputs[~real])  # padding untouched
+    assert not torch.equal(other_epoch[0].inputs - clean_other[0].inputs, noisy[0].inputs - clean[0].inputs)
+    for c, n in zip(batches(0.0, "test"), batches(0.5, "test")):
+        assert torch.equal(c.inputs, n.inputs)  # evaluation sees the data as it is

@@ -3,5 +3,5 @@ from .lm import LanguageModel
 from .ngram import KneserNeyLM
 
 __all__ = ["LanguageModel", "KneserNeyLM"]
-from .classifier import Pooling, SequenceClassifier, SequenceEncoder, SequenceTagger, WindowMLP  # noqa: E402,F401
+from .classifier import Pooling, SequenceClassifier, SequenceEncoder, SequenceEnsemble, SequenceTagger, WindowMLP  # noqa: E402,F401
 from .forecaster import Forecaster, MLPForecaster, Mixture, MixtureDensityHead, Point, PointHead  # noqa: E402,F401

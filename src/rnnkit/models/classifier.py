@@ -19,6 +19,10 @@ compare a ragged batch with each sequence run alone.
 windows of w steps, flattened in order (`ordered`) or averaged (`bag`, order-free),
 each through the same MLP, the window vectors pooled (mean or max) into class logits.
 Anything that depends on order across more than w steps is invisible to it.
+
+`SequenceEnsemble` holds E independently initialised copies of any of them (a deep ensemble,
+Lakshminarayanan et al. 2017): each member is trained on its own loss, and the
+ensemble answers with the log of the members' mean class probabilities.
 """
 from __future__ import annotations
 
@@ -257,3 +261,30 @@ class WindowMLP(nn.Module):
         else:
             pooled = z.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(1)
         return self.head(pooled), None  # (N, K)
+
+
+class SequenceEnsemble(nn.Module):
+    """E independently initialised members; the answer is the log of their mean probabilities.
+
+    `forward(x, state=None, lengths=None)` returns (log p̄ (N, K) or (N, L, K), None),
+    p̄ = mean over members of softmax(member logits): log-probabilities, usable as
+    logits (argmax, cross-entropy). With `members=True` it returns the members' own
+    logits stacked, (E, N, K) or (E, N, L, K), for training each on its own loss.
+    `regression=True`: the members' outputs are averaged instead.
+    """
+
+    def __init__(self, members: list[nn.Module], regression: bool = False):
+        super().__init__()
+        if len(members) < 1:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.regression = regression
+
+    def forward(self, x: torch.Tensor, state=None, lengths=None, members: bool = False):
+        outs = torch.stack([m(x, None, lengths)[0] for m in self.members])  # (E, N, ..., K)
+        if members:
+            return outs, None
+        if self.regression:
+            return outs.mean(0), None
+        log_mean = torch.logsumexp(outs.float().log_softmax(-1), dim=0) - torch.log(torch.tensor(float(len(outs))))
+        return log_mean, None

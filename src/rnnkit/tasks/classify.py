@@ -45,7 +45,8 @@ from ..data.sequences import (IGNORE, FileLayout, Scaler, SequenceBatches, Seque
 from ..data.synthetic import SYNTHETIC, make_synthetic
 from ..metrics.classification import (classification_metrics, confusion_matrix, format_confusion,
                                       save_confusion_png)
-from ..models.classifier import SequenceClassifier, SequenceTagger, WindowMLP, chrono_init
+from ..models.classifier import (SequenceClassifier, SequenceEnsemble, SequenceTagger, WindowMLP, chrono_init,
+                                 length_mask)
 from ..train import distributed
 from .base import Batch, LossOutput, Task, TaskCommandError, epoch_generator, cell_options, check_cell
 from .registry import register_task
@@ -79,6 +80,8 @@ class SequenceData(Section):
                                   help="digits, and file without test_path: the share held out as test split")
     data_seed: int = option(0, ge=0, help="seed of the splits and of generated data (independent of run.seed)")
     standardize: bool = option(True, help="scale each feature to mean 0, std 1 on the training split")
+    input_noise: float = option(0.0, ge=0, help="training only: Gaussian noise of this standard deviation "
+                                                "added to the (scaled) input features at every real step")
     batch_size: int = option(32, ge=1, help="sequences per training batch")
     eval_batch_size: int = option(256, ge=1, help="sequences per evaluation batch")
     length: int = option(50, ge=1, help="synthetic: steps per sequence T (parity, adding, larger, order)")
@@ -128,6 +131,8 @@ class SequenceModelConfig(Section):
     window: int = option(5, ge=1, help="window_mlp: steps per window")
     window_mode: Literal["ordered", "bag"] = option("ordered", help="window_mlp: flatten the window in order, "
                                                                     "or average its steps (order-free)")
+    ensemble: int = option(1, ge=1, help="E independently initialised members, each trained on its own loss; "
+                                         "the answer is their mean probability (a deep ensemble)")
 
     def check(self):
         check_cell(self.cell)
@@ -245,6 +250,16 @@ class Classify(Task):
         return 1 if self.meta["kind"] == "value" else len(self.meta["classes"])
 
     def build_model(self):
+        m = self.model_config
+        members = [self._build_member() for _ in range(m.ensemble)]
+        if m.ensemble == 1:
+            model = members[0]
+        else:
+            model = SequenceEnsemble(members, regression=self.meta["kind"] == "value")
+        self._model = model
+        return model
+
+    def _build_member(self):
         m, D, K = self.model_config, self.meta["input_size"], self.num_outputs
         if m.architecture == "window_mlp":
             model = WindowMLP(D, K, window=m.window, hidden_size=m.hidden_size, num_layers=m.num_layers,
@@ -257,19 +272,23 @@ class Classify(Task):
                                        m.dropout, m.projection_size, **cell_options(m))
         if m.chrono and m.architecture == "rnn":
             chrono_init(model.encoder.rnn, m.chrono)
-        self._model = model
         return model
 
     # -- batches ---------------------------------------------------------------------------
-    def _batches(self, data: SequenceSet, batch_size: int, generator=None):
-        return _Batches(SequenceBatches(data, batch_size, generator))
+    def _batches(self, data: SequenceSet, batch_size: int, generator=None, noise: float = 0.0,
+                 noise_generator=None):
+        return _Batches(SequenceBatches(data, batch_size, generator), noise, noise_generator)
 
     def train_batches(self, epoch: int):
         d = self.data_config
         data = self.splits["train"]
         if d.synthetic and d.fresh and epoch > 0:  # epoch 0 is the set prepare_data made
             data = self.scaler.apply(self._generate("train", 0, epoch))
-        return self._batches(data, d.batch_size, epoch_generator(self.config.run.seed, epoch))
+        seed = self.config.run.seed
+        noise = d.input_noise
+        # the noise has its own seeded stream, so the batch order is the same with or without it
+        return self._batches(data, d.batch_size, epoch_generator(seed, epoch), noise,
+                             epoch_generator(seed + 104729, epoch) if noise else None)
 
     def valid_batches(self):
         if "valid" not in self.splits:
@@ -285,18 +304,28 @@ class Classify(Task):
         return self._batches(self.splits[split], self.data_config.eval_batch_size)
 
     # -- loss and metrics ------------------------------------------------------------------
-    def compute_loss(self, model, batch: Batch, state) -> LossOutput:
-        out, state = model(batch.inputs, None, batch.lengths)  # (N, K) or (N, L, K)
-        out = out.float()
-        y = batch.targets
+    def _loss(self, out: torch.Tensor, y: torch.Tensor, num_items: int) -> torch.Tensor:
         if self.meta["kind"] == "value":
-            loss = F.mse_loss(out.squeeze(-1), y.float())
-            return LossOutput(loss, {}, state)
+            return F.mse_loss(out.squeeze(-1), y.float())
         if self.per_step:
             loss = F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum")
-            loss = loss / max(batch.num_items, 1)
+            return loss / max(num_items, 1)
+        return F.cross_entropy(out, y)
+
+    def compute_loss(self, model, batch: Batch, state) -> LossOutput:
+        y = batch.targets
+        if self.model_config.ensemble > 1 and model.training:  # each member on its own loss
+            members, state = model(batch.inputs, None, batch.lengths, members=True)  # (E, N, ..., K)
+            members = members.float()
+            loss = torch.stack([self._loss(o, y, batch.num_items) for o in members]).mean()
+            out = (members.mean(0) if self.meta["kind"] == "value" else
+                   torch.logsumexp(members.log_softmax(-1), 0))  # the ensemble's answer, up to a constant
         else:
-            loss = F.cross_entropy(out, y)
+            out, state = model(batch.inputs, None, batch.lengths)  # (N, K) or (N, L, K)
+            out = out.float()
+            loss = self._loss(out, y, batch.num_items)
+        if self.meta["kind"] == "value":
+            return LossOutput(loss, {}, state)
         pred = out.argmax(-1)
         real = y != IGNORE
         correct = ((pred == y) & real).sum()
@@ -396,17 +425,24 @@ class Classify(Task):
 
 
 class _Batches:
-    """`Padded` batches as trainer `Batch`es (len() for the ETA)."""
+    """`Padded` batches as trainer `Batch`es (len() for the ETA), with optional input noise
+    of standard deviation `noise` at the real steps, drawn from `noise_generator`."""
 
-    def __init__(self, padded):
-        self.padded = padded
+    def __init__(self, padded, noise: float = 0.0, noise_generator: torch.Generator | None = None):
+        self.padded, self.noise, self.noise_generator = padded, noise, noise_generator
 
     def __len__(self) -> int:
         return len(self.padded)
 
     def __iter__(self):
         for p in self.padded:
-            yield Batch(inputs=p.inputs, targets=p.targets, lengths=p.lengths, size=p.size)
+            inputs = p.inputs
+            if self.noise and inputs.is_floating_point():
+                N, L = inputs.shape[:2]
+                real = length_mask(p.lengths, N, L).unsqueeze(-1).to(inputs.dtype)  # (N, L, 1)
+                eps = torch.randn(inputs.shape, generator=self.noise_generator, dtype=inputs.dtype)
+                inputs = inputs + self.noise * eps * real
+            yield Batch(inputs=inputs, targets=p.targets, lengths=p.lengths, size=p.size)
 
 
 @torch.no_grad()
