@@ -29,12 +29,15 @@ sys.path.insert(0, str(ROOT / "src"))
 from rnnkit.config import load_config  # noqa: E402
 from rnnkit.tasks.classify import train_and_evaluate  # noqa: E402
 
+CLEAN = ["data.input_noise=0"]  # REFERENCE.md's baselines train on the data as it is
 VARIANTS = {
     "recipe": [],
-    "lstm-last": ["model.cell=lstm", "model.bidirectional=false", "model.pooling=last", "model.dropout=0"],
-    "bigru-mean": ["model.cell=gru", "model.bidirectional=true", "model.pooling=mean", "model.dropout=0"],
+    "no-noise": CLEAN,
+    "lstm-last": CLEAN + ["model.cell=lstm", "model.bidirectional=false", "model.pooling=last", "model.dropout=0"],
+    "bigru-mean": CLEAN + ["model.cell=gru", "model.bidirectional=true", "model.pooling=mean", "model.dropout=0"],
     "attention": ["model.pooling=attention"],
-    "window-mlp": ["model.architecture=window_mlp", "model.window=5", "model.pooling=max", "model.hidden_size=128"],
+    "window-mlp": CLEAN + ["model.architecture=window_mlp", "model.window=5", "model.pooling=max",
+                           "model.hidden_size=128"],
 }
 
 
