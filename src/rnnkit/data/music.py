@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -276,7 +277,7 @@ def _save(path: Path, data: MusicSet) -> None:
     rolls = np.concatenate(data.rolls) if data.rolls else np.zeros((0, KEYS), np.uint8)
     melodies = json.dumps([[[p, str(d)] for p, d in m] for m in data.melodies])
     meta = json.dumps({"names": data.names, "shifts": data.shifts, "keys": data.keys, "dropped": data.dropped})
-    tmp = path.with_suffix(f".tmp{id(data)}.npz")
+    tmp = path.with_suffix(f".tmp{os.getpid()}-{id(data)}.npz")  # two processes never share one
     np.savez_compressed(tmp, rolls=rolls, lengths=lengths, melodies=np.array(melodies), meta=np.array(meta))
     tmp.replace(path)  # atomic: a reader never sees half a file
 
@@ -310,7 +311,9 @@ def load_chorales(frames_per_quarter: int = 1, transpose: bool = True, limit: in
     data = MusicSet()
     began = time.perf_counter()
     for i, name in enumerate(names):
-        score = music21.corpus.parse(name)
+        # forceSource: no music21 pickle cache, which two processes parsing at once can read
+        # half-written (zlib "incomplete or truncated stream"); rnnkit caches the arrays itself
+        score = music21.corpus.parse(name, forceSource=True)
         piece = score_to_piece(score, name, frames_per_quarter, transpose)
         if piece.roll.sum() == 0:
             print(f"skipped {name}: no notes", file=progress or sys.stderr)
