@@ -293,3 +293,23 @@ def test_melody_task_trains_and_generates_events(tmp_path):
     assert all((p is None or 21 <= p <= 108) and d > 0 for p, d in events)
     parsed = music21.converter.parse(tmp_path / "m.mid").flatten().notes
     assert [n.pitch.midi for n in parsed] == [p for p, _ in events if p is not None]
+
+
+def test_input_dropout_drops_input_notes_only_while_training():
+    from rnnkit.models.polyphonic import PolyphonicModel
+
+    torch.manual_seed(0)
+    plain = PolyphonicModel(keys=12, cell="lstm", hidden_size=8)
+    dropped = PolyphonicModel(keys=12, cell="lstm", hidden_size=8, input_dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    roll = (torch.rand(3, 10, 12) < 0.3).float()
+    plain.eval(), dropped.eval()
+    assert torch.equal(plain(roll)[0], dropped(roll)[0])  # evaluation: the input as it is
+    assert torch.equal(plain.step(roll[:, 0])[0], dropped.step(roll[:, 0])[0])
+    dropped.train()
+    seen = []
+    dropped.rnn.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    dropped(roll)
+    kept = seen[0][roll == 1]
+    assert set(kept.unique().tolist()) <= {0.0, 2.0} and 0.3 < (kept == 0).float().mean() < 0.7
+    assert (seen[0][roll == 0] == 0).all()

@@ -1,7 +1,7 @@
 """Polyphonic music model: piano-roll frames -> Recurrent -> 88 independent Bernoulli outputs.
 
     x_t   = roll[t − 1] (a zero frame before the first)   (N, L, 88)
-    h_t   = Recurrent(x)_t                                (N, L, H)   any rnnkit cell by name
+    h_t   = Recurrent(input_dropout(x))_t                 (N, L, H)   any rnnkit cell by name
     z_t   = W dropout(h_t) + b                            (N, L, 88)  logits
     p(roll[t, k] = 1 | roll[< t]) = σ(z_tk), independent across keys given the past
 
@@ -26,12 +26,16 @@ class PolyphonicModel(nn.Module):
         keys: K (88 for a piano roll).
         cell: any rnnkit cell name; cell options (`variant=`, `nonlinearity=`, ...) in **cell_options.
         hidden_size: H. num_layers: stacked layers. dropout: between layers and before the output.
+        input_dropout: while training, each sounding note of the input frames is dropped
+            with this probability (the rest scaled by 1/(1-p)), so the model cannot lean
+            on copying the previous frame.
     """
 
     def __init__(self, keys: int = 88, cell: str = "lstm", hidden_size: int = 36, num_layers: int = 1,
-                 dropout: float = 0.0, **cell_options):
+                 dropout: float = 0.0, input_dropout: float = 0.0, **cell_options):
         super().__init__()
         self.keys = keys
+        self.input_drop = nn.Dropout(input_dropout)
         self.rnn = Recurrent(cell, keys, hidden_size, num_layers=num_layers, dropout=dropout, **cell_options)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, keys)
@@ -43,12 +47,12 @@ class PolyphonicModel(nn.Module):
 
     def forward(self, frames: torch.Tensor, state: State | None = None):
         """frames (N, L, K) the previous frames (0/1) -> (logits (N, L, K) of the next ones, state)."""
-        out, state = self.rnn(frames.to(self.head.weight.dtype), state)  # (N, L, H)
+        out, state = self.rnn(self.input_drop(frames.to(self.head.weight.dtype)), state)  # (N, L, H)
         return self.head(self.drop(out)), state  # (N, L, K)
 
     def step(self, frame: torch.Tensor, state: State | None = None):
         """One step: frame (N, K) -> (logits (N, K) of the next frame, state). Constant work per frame."""
-        out, state = self.rnn.step(frame.to(self.head.weight.dtype), state)  # (N, H)
+        out, state = self.rnn.step(self.input_drop(frame.to(self.head.weight.dtype)), state)  # (N, H)
         return self.head(out), state  # (N, K)
 
     @torch.inference_mode()

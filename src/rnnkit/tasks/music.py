@@ -87,6 +87,8 @@ class MusicModel(Section):
     num_layers: int = option(1, ge=1, help="stacked recurrent layers")
     embedding_size: int = option(0, ge=0, help="melody: token embedding size (0: hidden_size)")
     dropout: float = option(0.0, ge=0, lt=1, help="between layers and before the output layer")
+    input_dropout: float = option(0.0, ge=0, lt=1, help="roll: drop each input note with this probability "
+                                                        "while training")
 
     def check(self):
         check_cell(self.cell)
@@ -153,7 +155,8 @@ class Music(Task):
     def build_model(self):
         m = self.model_config
         if self.form == "roll":
-            return PolyphonicModel(KEYS, m.cell, m.hidden_size, m.num_layers, m.dropout, **cell_options(m))
+            return PolyphonicModel(KEYS, m.cell, m.hidden_size, m.num_layers, m.dropout,
+                                   input_dropout=m.input_dropout, **cell_options(m))
         return LanguageModel(len(self.assets["tokens"]), m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
                              embedding_size=m.embedding_size or None, dropout=m.dropout, **cell_options(m))
 
