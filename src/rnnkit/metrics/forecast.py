@@ -4,7 +4,7 @@ All functions take numpy arrays of the same shape (any), actual values `y`, and
 average over every element unless said otherwise. A `Predictive` holds one method's
 forecasts of a set of target values (a point, central intervals, per-value CRPS and
 NLL where the method defines them) and `score` turns it into one row of the table
-that `rnnkit eval` and benchmarks/forecast.py print.
+that `rnnkit eval` and benchmarks/forecast_quality.py print.
 """
 from __future__ import annotations
 
