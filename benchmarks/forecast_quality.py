@@ -3,7 +3,7 @@
     python benchmarks/forecast_quality.py                           # sunspots and co2 recipes, seed 0
     python benchmarks/forecast_quality.py --seeds 0,1,2             # the RNN over three seeds (mean ± sd)
     python benchmarks/forecast_quality.py --recipe configs/forecast-co2.yaml model.hidden_size=64
-    python benchmarks/forecast_quality.py --run runs/forecast-sunspots      # score a run already trained
+    python benchmarks/forecast_quality.py --run runs/forecast-sunspots  # score a run already trained
     python benchmarks/forecast_quality.py --plots benchmarks/out    # and a fan chart of each test part
 
 For each recipe: train it (run dir under benchmarks/out/runs/), then score the best
