@@ -82,6 +82,18 @@ def test_model_mismatch_says_what_differs(tmp_path):
         load_checkpoint(tmp_path / "last", extra)
 
 
+def test_a_model_key_added_later_loads_at_its_default_only(tmp_path):
+    _save(tmp_path / "last", _model(8), 1)  # its config has no "ar_order": written before that option existed
+    defaults = {"hidden_size": 32, "ar_order": 0}
+    load_checkpoint(tmp_path / "last", _model(8), model_config={"hidden_size": 8, "ar_order": 0},
+                    model_defaults=defaults)
+    with pytest.raises(CheckpointError, match="model.ar_order: checkpoint '<absent>', current 3"):
+        load_checkpoint(tmp_path / "last", _model(8), model_config={"hidden_size": 8, "ar_order": 3},
+                        model_defaults=defaults)
+    with pytest.raises(CheckpointError, match="model.ar_order: checkpoint '<absent>', current 0"):
+        load_checkpoint(tmp_path / "last", _model(8), model_config={"hidden_size": 8, "ar_order": 0})
+
+
 def test_format_version_mismatch(tmp_path):
     _save(tmp_path / "last", _model(), 1)
     path = tmp_path / "last" / "trainer_state.json"

@@ -79,6 +79,19 @@ def test_scaler_is_fitted_on_the_training_part_and_stored(trained):
     assert (run / "best" / "scaler.json").exists()
 
 
+def test_holdback_backtests_as_if_the_series_ended_earlier(tmp_path, capsys):
+    csv = series_csv(tmp_path)
+    r = recipe(tmp_path, csv, data={"holdback": 24, "baselines": ["naive"]}, trainer={"max_epochs": 0, "max_steps": 2})
+    assert main(["train", r]) == 0
+    assets = json.loads((tmp_path / "run" / "scaler.json").read_text())
+    values = np.loadtxt(csv, delimiter=",", skiprows=1, usecols=1)
+    assert assets["transform"]["mean"][0] == pytest.approx(np.diff(values[:240 - 24 - 48]).mean())
+    assert main(["eval", str(tmp_path / "run"), "--split", "test"]) == 0
+    assert "24 origins x 1 step(s) on the test part (2016-01-01 .. 2017-12-01)" in capsys.readouterr().out
+    assert main(["train", r, "data.holdback=240", "run.overwrite=true"]) == 2
+    assert "data.holdback = 240: expected fewer than the series' 240 steps" in capsys.readouterr().err
+
+
 def test_sample_forecasts_beyond_the_end_with_intervals_and_a_fan_chart(trained, capsys, tmp_path):
     run, _ = trained
     png = tmp_path / "fan.png"
@@ -174,6 +187,74 @@ def test_recursive_forecast_with_the_mean_fed_back_equals_a_step_loop():
     assert m.shape == (3, 5, 1) and s.shape == (30, 3, 5, 1) and d.mean().shape == (3, 2, 1)
 
 
+def _silence_rnn_means(model):
+    """Zero the head's mean outputs so that the mean is the AR term alone."""
+    for m in model.members:
+        per = m.head.per_component
+        with torch.no_grad():
+            w = m.head.proj.weight.view(m.head.steps, m.head.components, per, -1)
+            b = m.head.proj.bias.view(m.head.steps, m.head.components, per)
+            w[:, :, 1:1 + m.head.dim] = 0
+            b[:, :, 1:1 + m.head.dim] = 0
+            m.ar.weight.normal_()
+            m.ar.bias.normal_()
+
+
+def test_ar_order_adds_a_linear_autoregression_on_the_last_values_to_the_mean():
+    torch.manual_seed(0)
+    x = torch.randn(4, 9, 2 + 2)  # C = 2 targets, F = 2 covariates
+    direct = Forecaster(2, 2, 3, hidden_size=6, head="mixture", components=2, ar_order=5).eval()
+    _silence_rnn_means(direct)
+    dist, _ = direct(x)
+    ar = direct.members[0].ar
+    expected = torch.einsum("sp,npc->nsc", ar.weight, x[:, -5:, :2]) + ar.bias[None, :, None]  # (N, S, C)
+    torch.testing.assert_close(dist.means, expected.unsqueeze(-2).expand_as(dist.means))
+    # recursive: every position t regresses on the values at t-4 .. t (zeros before the window)
+    rec = Forecaster(2, 2, 1, hidden_size=6, multi_step="recursive", ar_order=5).eval()
+    _silence_rnn_means(rec)
+    dist, _ = rec(x)
+    ar = rec.members[0].ar
+    padded = torch.cat([torch.zeros(4, 4, 2), x[..., :2]], 1)
+    for t in range(9):
+        want = padded[:, t:t + 5].transpose(1, 2) @ ar.weight[0] + ar.bias[0]  # (N, C)
+        torch.testing.assert_close(dist.means[:, t, 0], want)
+    # a window shorter than p is padded with zeros in direct mode too
+    short, _ = direct(x[:, -3:])
+    want = torch.einsum("sp,npc->nsc", direct.members[0].ar.weight[:, 2:], x[:, -3:, :2])
+    torch.testing.assert_close(short.means[:, :, 0], want + direct.members[0].ar.bias[None, :, None])
+
+
+def test_ar_order_recursive_forecast_feeds_its_own_values_into_the_lags():
+    torch.manual_seed(1)
+    model = Forecaster(1, 0, 1, hidden_size=8, multi_step="recursive", ar_order=3).eval()
+    for p in model.members[0].ar.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(3, 7, 1)
+    mean, _, _ = model.forecast(x, 4, feed="mean")
+    seq = x
+    for k in range(4):  # teacher forcing on the extended sequence gives the same next mean
+        dist, _ = model(seq)
+        torch.testing.assert_close(mean[:, k], dist.mean()[:, -1])
+        seq = torch.cat([seq, mean[:, k:k + 1]], 1)
+    _, samples, _ = model.forecast(x, 4, num_samples=20, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (20, 3, 4, 1) and torch.isfinite(samples).all()
+
+
+def test_ar_order_starts_as_the_plain_rnn_and_trains(tmp_path, capsys):
+    torch.manual_seed(2)
+    x = torch.randn(2, 6, 1)
+    plain, with_ar = Forecaster(1, 0, 2, hidden_size=5), Forecaster(1, 0, 2, hidden_size=5, ar_order=4)
+    with_ar.load_state_dict(plain.state_dict(), strict=False)
+    torch.testing.assert_close(plain(x)[0].means, with_ar(x)[0].means)
+    csv = series_csv(tmp_path, n=150)
+    r = recipe(tmp_path, csv, data={"baselines": ["naive"], "valid_size": 20, "test_size": 20},
+               model={"ar_order": 6, "ensemble": 2}, trainer={"max_epochs": 0, "max_steps": 6})
+    assert main(["train", r]) == 0
+    assert main(["eval", str(tmp_path / "run"), "--split", "test", "--samples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "AR(6)" in out and "nan" not in next(line for line in out.splitlines() if line.startswith("rnn"))
+
+
 def write(tmp_path, text):
     path = tmp_path / "bad.csv"
     path.write_text(text)
@@ -186,6 +267,7 @@ def write(tmp_path, text):
     ("data.source=sunspot", "did you mean 'sunspots'"),
     ("model.head=laplace", "model.head = 'laplace'"),
     ("data.baselines=[arma]", "data.baselines = 'arma'"),
+    ("model.ar_order=500", "model.ar_order = 500: expected at most data.window"),
 ])
 def test_bad_configuration_stops_before_training(tmp_path, capsys, override, words):
     r = recipe(tmp_path, series_csv(tmp_path, n=100))

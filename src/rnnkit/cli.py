@@ -220,7 +220,8 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "auto"):
     task.load_assets(ckpt)
     dev = resolve_device(device)
     model = task.build_model().to(dev)
-    load_checkpoint(ckpt, model, task=config.task, model_config=to_dict(config.model), device=dev)
+    load_checkpoint(ckpt, model, task=config.task, model_config=to_dict(config.model),
+                    model_defaults=to_dict(type(config.model)()), device=dev)
     model.eval()
     return task, model, config, ckpt
 

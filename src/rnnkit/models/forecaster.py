@@ -5,6 +5,9 @@
         recursive:  every output h_t → a distribution over the next value          (N, L, C)
                     (trained at every position; forecasts feed a sample or the mean
                     back in, one `Recurrent.step` per future step)
+    ar_order p:     a linear autoregression on the last p target values of the window is
+                    added to the predicted mean (LSTNet's "highway", Lai et al. 2018): the
+                    RNN then models what a linear AR(p) leaves over
     MLPForecaster:  the lectures' baseline: the flattened window → MLP → the same heads (direct only)
 
 C target channels, F known covariates (season sin/cos) that are given for future
@@ -25,11 +28,20 @@ class _Member(nn.Module):
     """One encoder and head of a Forecaster."""
 
     def __init__(self, input_size, hidden_size, num_layers, dropout, cell, head, target_size, steps, components,
-                 point_loss, cell_options):
+                 point_loss, ar_order, cell_options):
         super().__init__()
         self.rnn = Recurrent(cell, input_size, hidden_size, num_layers=num_layers, dropout=dropout, **cell_options)
         self.drop = nn.Dropout(dropout)
         self.head = make_head(head, hidden_size, target_size, steps, components, point_loss)
+        self.ar = None
+        if ar_order:  # p lags -> S steps, shared by the channels; starts at zero (the plain RNN)
+            self.ar = nn.Linear(ar_order, steps)
+            nn.init.zeros_(self.ar.weight)
+            nn.init.zeros_(self.ar.bias)
+
+    def autoregression(self, lags: torch.Tensor) -> torch.Tensor:
+        """lags (..., p, C), oldest first -> the linear term (..., S, C)."""
+        return self.ar(lags.transpose(-1, -2)).transpose(-1, -2)
 
 
 class Forecaster(nn.Module):
@@ -41,6 +53,8 @@ class Forecaster(nn.Module):
         cell, hidden_size, num_layers, dropout, **cell_options: the `Recurrent` stack.
         head: point, gaussian or mixture; components: K for mixture; point_loss: mse or mae.
         multi_step: direct or recursive.
+        ar_order: p > 0 adds a linear AR(p) on the window's last p target values to
+            the mean of every step (and every mixture component); 0 is off.
         ensemble: E independent members (own initialisation, own loss); the forecast is
             their equal-weight mixture (Lakshminarayanan et al. 2017, "deep ensembles"):
             a mixture of E·K components, or the mean of E points.
@@ -49,18 +63,21 @@ class Forecaster(nn.Module):
     def __init__(self, target_size: int = 1, feature_size: int = 0, horizon: int = 1, *, cell: str = "lstm",
                  hidden_size: int = 32, num_layers: int = 1, dropout: float = 0.0, head: str = "gaussian",
                  components: int = 3, point_loss: str = "mse", multi_step: str = "direct", ensemble: int = 1,
-                 **cell_options):
+                 ar_order: int = 0, **cell_options):
         super().__init__()
         if multi_step not in MULTI_STEP:
             raise ValueError(f"multi_step {multi_step!r}: expected direct or recursive")
         if ensemble < 1:
             raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+        if ar_order < 0:
+            raise ValueError(f"ar_order must be >= 0, got {ar_order}")
+        self.ar_order = ar_order
         self.target_size, self.feature_size, self.horizon = target_size, feature_size, horizon
         self.multi_step, self.head_kind = multi_step, head
         steps = horizon if multi_step == "direct" else 1
         self.members = nn.ModuleList(
             _Member(target_size + feature_size, hidden_size, num_layers, dropout, cell, head, target_size, steps,
-                    components, point_loss, cell_options) for _ in range(ensemble))
+                    components, point_loss, ar_order, cell_options) for _ in range(ensemble))
 
     @property
     def head(self):
@@ -75,14 +92,30 @@ class Forecaster(nn.Module):
         per member.
         """
         dists, states = [], []
+        lags = self._lags(x) if self.ar_order else None  # direct (N, p, C); recursive (N, L, p, C)
         for i, m in enumerate(self.members):
             out, st = m.rnn(x, None if state is None else state[i])  # (N, L, H)
             if self.multi_step == "direct":
-                dists.append(m.head(m.drop(out[:, -1])))  # batch (N, h)
+                dist = m.head(m.drop(out[:, -1]))  # batch (N, h)
+                if m.ar is not None:
+                    dist = shift_mean(dist, m.autoregression(lags))
             else:
-                dists.append(_squeeze_steps(m.head(m.drop(out))))  # batch (N, L)
+                dist = _squeeze_steps(m.head(m.drop(out)))  # batch (N, L)
+                if m.ar is not None:
+                    dist = shift_mean(dist, m.autoregression(lags).squeeze(-2))
+            dists.append(dist)
             states.append(st)
         return combine(dists), states
+
+    def _lags(self, x: torch.Tensor) -> torch.Tensor:
+        """The last p target values (zeros before the window's start): direct (N, p, C) at the
+        window's end; recursive (N, L, p, C) at every position."""
+        p, values = self.ar_order, x[..., :self.target_size]
+        before = p - 1 if self.multi_step == "recursive" else max(p - x.shape[1], 0)
+        padded = nn.functional.pad(values, (0, 0, before, 0))  # zeros before the first step
+        if self.multi_step == "direct":
+            return padded[:, -p:]
+        return padded.unfold(1, p, 1).transpose(-1, -2)  # (N, L, p, C)
 
     def loss(self, dist, y: torch.Tensor) -> torch.Tensor:
         """`forecast_loss`: mean NLL (probabilistic heads) or MSE/MAE (point) of targets y (N, h or L, C)."""
@@ -130,18 +163,24 @@ class Forecaster(nn.Module):
         out, state = member.rnn(x)  # (N, L, H)
         h_t = out[:, -1]  # (N, H)
         P = max(paths, 1)
+        lags = self._lags(x)[:, -1] if member.ar is not None else None  # (N, p, C) up to the origin
         if P > 1:  # every sample path carries its own state: (layers, P·N, H)
             state = tuple(s.repeat_interleave(P, dim=1) for s in state)
             h_t = h_t.repeat_interleave(P, dim=0)
+            lags = lags.repeat_interleave(P, dim=0) if lags is not None else None
         values, dists = [], []
         for k in range(horizon):
             dist = _squeeze_steps(member.head(h_t.unsqueeze(1)))  # batch (P·N, 1)
+            if lags is not None:
+                dist = shift_mean(dist, member.autoregression(lags))
             if paths:
                 y = dist.sample(1, generator)[0, :, 0]  # (P·N, C)
             else:
                 y = dist.mean()[:, 0]
                 dists.append(dist)
             values.append(y)
+            if lags is not None:
+                lags = torch.cat([lags[:, 1:], y.unsqueeze(1)], 1)
             if k + 1 < horizon:
                 inp = y
                 if F:
@@ -150,6 +189,13 @@ class Forecaster(nn.Module):
         path = torch.stack(values, dim=1)  # (P·N, h, C)
         path = path.reshape(N, P, horizon, C).transpose(0, 1)  # (P, N, h, C)
         return path, (_cat_steps(dists) if dists else None)
+
+
+def shift_mean(dist, shift: torch.Tensor):
+    """The distribution moved by `shift` (batch shape + (C,)): a point, or every mixture component's mean."""
+    if isinstance(dist, Point):
+        return Point(dist.value + shift, dist.loss_kind)
+    return Mixture(dist.logits, dist.means + shift.unsqueeze(-2), dist.log_scales, dist.corr)
 
 
 def combine(dists):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -61,6 +61,8 @@ class ForecastData(Section):
     valid_size: float = option(0.1, ge=0, help="validation part before test: a count (>= 1) or a fraction; "
                                                 "0: none (train a fixed number of epochs, keep the last)")
     test_size: float = option(0.1, gt=0, help="test part at the end: a count (>= 1) or a fraction")
+    holdback: int = option(0, ge=0, help="leave out the last N steps entirely: a backtest as if the series ended "
+                                         "N steps earlier (to choose a recipe without touching the test part)")
     log: bool = option(False, help="model log values (positive series)")
     power: float = option(1.0, gt=0, le=1, help="model y^power (0.5: square root, for counts; 1: off)")
     detrend: Literal["none", "linear"] = option("none", help="subtract a linear trend fitted on the training part")
@@ -110,6 +112,8 @@ class ForecastModel(Section):
         "direct", help="direct: h steps from the last state; recursive: next step, fed back")
     feed: Literal["sample", "mean"] = option("sample", help="recursive: feed a draw per sample path, or the mean")
     ensemble: int = option(1, ge=1, help="E independently initialised members; the forecast is their mixture")
+    ar_order: int = option(0, ge=0, help="p > 0: add a linear AR(p) on the last p values to the predicted mean "
+                                         "(LSTNet's highway; at most data.window)")
 
     def check(self):
         check_cell(self.cell)
@@ -143,6 +147,11 @@ class Forecast(Task):
         d = self.data_config
         try:
             series = load_series(d.source, d.path or None, d.columns, d.time_column or None, d.resample, d.period)
+            if d.holdback:
+                if d.holdback >= len(series):
+                    raise ConfigError("data.holdback", d.holdback, f"fewer than the series' {len(series)} steps")
+                series = replace(series, values=series.values[:-d.holdback],
+                                  index=series.index[:-d.holdback])
             y = fill_missing(series.values, d.missing)
             split = TimeSplit.make(len(y), d.valid_size, d.test_size)
             if self.assets is None:
@@ -211,10 +220,13 @@ class Forecast(Task):
     # -- model ---------------------------------------------------------------------------
     def build_model(self) -> Forecaster:
         m, d = self.model_config, self.data_config
+        if m.ar_order > d.window:
+            raise ConfigError("model.ar_order", m.ar_order,
+                              f"at most data.window ({d.window}): the lags come from the window")
         model = Forecaster(len(self.assets["columns"]), self.feature_size, d.horizon, cell=m.cell,
                            hidden_size=m.hidden_size, num_layers=m.num_layers, dropout=m.dropout, head=m.head,
                            components=m.components, point_loss=m.point_loss, multi_step=m.multi_step,
-                           ensemble=m.ensemble, **cell_options(m))
+                           ensemble=m.ensemble, ar_order=m.ar_order, **cell_options(m))
         self._model = model
         return model
 
@@ -378,6 +390,8 @@ class Forecast(Task):
         parts = [(f"{m.ensemble}x " if m.ensemble > 1 else "") + f"{m.cell}-{m.hidden_size}"
                  + (f"x{m.num_layers}" if m.num_layers > 1 else ""), m.head
                  + (f"(K={m.components})" if m.head == "mixture" else ""), m.multi_step, f"window {d.window}"]
+        if m.ar_order:
+            parts.insert(1, f"+ AR({m.ar_order})")
         tr = [name for name, on in (("log", d.log), (f"y^{d.power:g}", d.power != 1),
                                     (f"detrend {d.detrend}", d.detrend != "none"),
                                     (f"d={d.difference}", d.difference),

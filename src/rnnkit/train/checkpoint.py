@@ -240,8 +240,13 @@ def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = CHECKPOINT_NAMES
 
 
 def check_compatible(path: Path, state: dict, *, task: str | None = None, model_config: dict | None = None,
-                     model: torch.nn.Module | None = None, saved_config: dict | None = None) -> None:
-    """Raise CheckpointError saying what differs between a checkpoint and the current run."""
+                     model: torch.nn.Module | None = None, saved_config: dict | None = None,
+                     model_defaults: dict | None = None) -> None:
+    """Raise CheckpointError saying what differs between a checkpoint and the current run.
+
+    A model key absent from the checkpoint's config is fine when the current value is
+    its default (`model_defaults`): an option added since the checkpoint was written.
+    """
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {version}; this rnnkit reads "
@@ -250,9 +255,11 @@ def check_compatible(path: Path, state: dict, *, task: str | None = None, model_
     problems = []
     if task is not None and saved_config.get("task") != task:
         problems.append(f"task: checkpoint {saved_config.get('task')!r}, current {task!r}")
-    if model_config is not None:
+    if model_config is not None:  # a key the checkpoint lacks came with a later rnnkit: its default held then
+        defaults = model_defaults or {}
         problems += [f"model.{key}: checkpoint {old!r}, current {new!r}"
-                     for key, old, new in diff_configs(saved_config.get("model") or {}, model_config)]
+                     for key, old, new in diff_configs(saved_config.get("model") or {}, model_config)
+                     if not (old == "<absent>" and key in defaults and defaults[key] == new)]
     if model is not None:
         problems += _signature_diff(state.get("model_signature", {}), model_signature(_unwrap(model)))
     if problems:
@@ -267,7 +274,8 @@ def read_config(path: str | Path) -> dict:
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, *,
                     optimizer: torch.optim.Optimizer | None = None, task: str | None = None,
-                    model_config: dict | None = None, device: torch.device | str = "cpu") -> dict:
+                    model_config: dict | None = None, model_defaults: dict | None = None,
+                    device: torch.device | str = "cpu") -> dict:
     """Load weights (and optimiser state) from checkpoint directory `path`; return trainer_state.
 
     Checks the format version, the task, the model config and the parameter names
@@ -276,7 +284,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, *,
     """
     path = Path(path)
     state = read_state(path)
-    check_compatible(path, state, task=task, model_config=model_config, model=model)
+    check_compatible(path, state, task=task, model_config=model_config, model=model, model_defaults=model_defaults)
     missing, unexpected = load_model(_unwrap(model), str(path / MODEL_FILE), strict=True, device=str(device))
     if optimizer is not None and (path / "optimizer.pt").exists():
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))

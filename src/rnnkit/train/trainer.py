@@ -152,7 +152,8 @@ class Trainer:
         carry = None  # the recurrent state handed from chunk to chunk (detached)
         if ckpt is not None:
             saved = load_checkpoint(ckpt, model, optimizer=optimizer, task=cfg.task,
-                                    model_config=to_dict(cfg.model), device=device)
+                                    model_config=to_dict(cfg.model), model_defaults=to_dict(type(cfg.model)()),
+                                    device=device)
             state = TrainState(**saved["train"])
             schedule.load_state_dict(load_scheduler_state(ckpt) or schedule.state_dict())
             carry = self._restore_rng_and_carry(saved, ckpt, dist_info, device)
