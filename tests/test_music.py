@@ -313,3 +313,134 @@ def test_input_dropout_drops_input_notes_only_while_training():
     kept = seen[0][roll == 1]
     assert set(kept.unique().tolist()) <= {0.0, 2.0} and 0.3 < (kept == 0).float().mean() < 0.7
     assert (seen[0][roll == 0] == 0).all()
+
+
+def test_ensemble_predicts_the_members_mean_probability_and_steps_as_it_runs():
+    from rnnkit.models.polyphonic import PolyphonicEnsemble, PolyphonicModel
+
+    torch.manual_seed(0)
+    members = [PolyphonicModel(keys=12, cell=c, hidden_size=8) for c in ("lstm", "gru", "lstm")]
+    for m in members:
+        torch.nn.init.normal_(m.head.bias, std=8.0)  # probabilities near 0 and 1: the log-space mean must hold
+    ensemble = PolyphonicEnsemble(members).eval()
+    roll = (torch.rand(2, 9, 12) < 0.3).float()
+    logits, states = ensemble(roll)
+    mean_p = torch.stack([torch.sigmoid(m(roll)[0].double()) for m in members]).mean(0)
+    torch.testing.assert_close(torch.sigmoid(logits.double()), mean_p, rtol=1e-5, atol=1e-7)
+    assert torch.isfinite(logits).all() and len(states) == 3
+    y = (torch.rand(2, 9, 12) < 0.3).float()
+    each = torch.stack([frame_nll(m(roll)[0], y) for m in members]).double()  # (E, N, L)
+    mixed = PolyphonicEnsemble.mixture_nll(ensemble(roll, members=True)[0], y).double()
+    torch.testing.assert_close(mixed, -torch.log(torch.exp(-each).mean(0)), rtol=1e-5, atol=1e-5)
+    assert (mixed <= each.mean(0) + 1e-5).all()  # Jensen, per frame
+    stepped, state = [], None  # step by step gives the same logits as the whole sequence
+    for t in range(9):
+        out, state = ensemble.step(roll[:, t], state)
+        stepped.append(out)
+    torch.testing.assert_close(torch.stack(stepped, 1), logits, rtol=1e-4, atol=1e-4)
+    single = PolyphonicEnsemble(members[:1]).eval()
+    torch.testing.assert_close(single(roll)[0], members[0](roll)[0], rtol=1e-5, atol=1e-5)
+    cont = ensemble.continue_roll(roll[:, :3], 5, generator=torch.Generator().manual_seed(0))
+    assert cont.shape == (2, 8, 12) and torch.equal(cont[:, :3], roll[:, :3])
+    # sampling picks one member per frame: every drawn frame is one some member could draw
+    certain = [PolyphonicModel(keys=12, cell="lstm", hidden_size=4) for _ in range(2)]
+    for m, bias in zip(certain, (-30.0, 30.0)):  # all keys off, all keys on
+        torch.nn.init.zeros_(m.head.weight)
+        torch.nn.init.constant_(m.head.bias, bias)
+    frames = PolyphonicEnsemble(certain).continue_roll(torch.zeros(64, 0, 12), 3,
+                                                       generator=torch.Generator().manual_seed(1))
+    per_frame = frames.sum(-1)  # (64, 3): 0 or 12, never a mix of the two members' keys
+    assert set(per_frame.unique().tolist()) == {0.0, 12.0}
+    greedy = PolyphonicEnsemble(certain[:1] * 2 + certain[1:]).continue_roll(torch.zeros(1, 0, 12), 2, greedy=True)
+    assert greedy.sum() == 0  # marginal 1/3 per key: off
+
+
+def test_ensemble_trains_each_member_on_its_own_loss_evaluates_and_generates(tmp_path, capsys):
+    path = recipe(tmp_path, model={"ensemble": 2}, trainer={"max_epochs": 2})
+    task = get_task("music")(load_config(path))
+    task.assets = {"form": "roll", "frames_per_quarter": 1, "keys": 88}
+    model = task.build_model()
+    from rnnkit.tasks.music import RollBatches
+
+    batch = next(iter(RollBatches([np.eye(88, dtype=np.uint8)[:6], np.eye(88, dtype=np.uint8)[9:13]], 2)))
+    model.train()  # no dropout in this recipe: both passes see the same members
+    with torch.no_grad():
+        loss = task.compute_loss(model, batch, None).loss
+        members, _ = model(batch.inputs, members=True)
+        mask = (torch.arange(6)[None] < batch.lengths[:, None])
+        own = [float((frame_nll(m, batch.targets) * mask).sum() / batch.num_items) for m in members]
+        assert float(loss) == pytest.approx(sum(own) / 2, rel=1e-5)  # training: each member's own loss
+        model.eval()
+        loss = task.compute_loss(model, batch, None).loss
+        from rnnkit.models.polyphonic import PolyphonicEnsemble
+
+        mixed = float((PolyphonicEnsemble.mixture_nll(members, batch.targets) * mask).sum() / batch.num_items)
+        assert float(loss) == pytest.approx(mixed, rel=1e-5) and float(loss) <= sum(own) / 2 + 1e-5
+    assert main(["train", path]) == 0
+    assert main(["eval", str(tmp_path / "run"), "--split", "test"]) == 0
+    assert "nll_per_frame" in capsys.readouterr().out
+    _, trained_model, _, _ = load_run(tmp_path / "run")
+    assert len(trained_model.members) == 2
+    assert main(["generate", str(tmp_path / "run"), "--prime-frames", "2", "--length", "6",
+                 "--out", str(tmp_path / "e.mid")]) == 0
+    assert (tmp_path / "e.mid").stat().st_size > 0
+    with pytest.raises(ConfigError, match="model.ensemble"):
+        task.assets = {"form": "melody", "tokens": ["<unk>", "<eos>"]}
+        task.build_model()
+
+
+def test_autoregressive_output_is_a_normalised_distribution_over_whole_frames():
+    from itertools import product
+
+    from rnnkit.models.polyphonic import PolyphonicModel
+
+    torch.manual_seed(0)
+    model = PolyphonicModel(keys=5, cell="gru", hidden_size=6, output="autoregressive").eval()
+    torch.nn.init.normal_(model.within, std=2.0)
+    past = (torch.rand(2, 3, 5) < 0.4).float()
+    every = torch.tensor(list(product([0.0, 1.0], repeat=5)))  # all 32 frames
+    total = torch.zeros(2, 3, dtype=torch.float64)
+    for frame in every:
+        logits, _ = model(past, targets=frame.expand(2, 3, 5))
+        total += torch.exp(-frame_nll(logits, frame.expand(2, 3, 5)).double())
+    torch.testing.assert_close(total, torch.ones(2, 3, dtype=torch.float64), rtol=0, atol=1e-6)  # fp32 NLLs
+    with pytest.raises(ValueError, match="needs the next frames"):
+        model(past)
+
+
+def test_autoregressive_output_starts_as_the_independent_model_and_samples_key_by_key():
+    from rnnkit.models.polyphonic import PolyphonicModel
+
+    torch.manual_seed(1)
+    plain = PolyphonicModel(keys=6, cell="lstm", hidden_size=5)
+    chained = PolyphonicModel(keys=6, cell="lstm", hidden_size=5, output="autoregressive")
+    chained.load_state_dict(plain.state_dict(), strict=False)
+    roll = (torch.rand(2, 4, 6) < 0.5).float()
+    torch.testing.assert_close(chained(roll, targets=roll)[0], plain(roll)[0])
+    with torch.no_grad():  # key 0: a coin; key 1 copies key 0; keys 2..5 off
+        torch.nn.init.zeros_(chained.head.weight)
+        chained.head.bias.copy_(torch.tensor([0.0, -20.0, -30.0, -30.0, -30.0, -30.0]))
+        chained.within[1, 0] = 40.0
+        chained.within[0, 1] = 40.0  # above the diagonal: masked, key 0 never sees key 1
+    frames = chained.continue_roll(torch.zeros(400, 0, 6), 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(frames[..., 1], frames[..., 0]) and frames[..., 2:].sum() == 0
+    assert 0.4 < frames[..., 0].mean() < 0.6
+    with torch.no_grad():
+        chained.head.bias[0] = 1.0  # key 0 on greedily, so key 1 follows
+    greedy = chained.greedy_frames(roll)
+    assert (greedy[..., :2] == 1).all() and greedy[..., 2:].sum() == 0
+
+
+def test_autoregressive_output_trains_evaluates_and_generates(tmp_path, capsys):
+    path = recipe(tmp_path, model={"output": "autoregressive"}, trainer={"max_epochs": 3})
+    assert main(["train", path]) == 0
+    assert main(["eval", str(tmp_path / "run"), "--split", "valid"]) == 0
+    out = capsys.readouterr().out
+    assert "nll_per_frame" in out and "frame_accuracy" in out
+    assert main(["generate", str(tmp_path / "run"), "--prime-frames", "2", "--length", "4",
+                 "--out", str(tmp_path / "a.mid")]) == 0
+    assert music21.converter.parse(tmp_path / "a.mid") is not None
+    with pytest.raises(ConfigError, match="model.ensemble"):
+        task = get_task("music")(load_config(recipe(tmp_path, model={"output": "autoregressive", "ensemble": 2})))
+        task.assets = {"form": "roll", "frames_per_quarter": 1, "keys": 88}
+        task.build_model()

@@ -40,7 +40,12 @@ def frame_counts(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
 
     logits, targets: (..., K); mask: (...) bool, the real frames (None: all).
     """
-    predicted = torch.sigmoid(logits.float()) > threshold
+    return predicted_counts(torch.sigmoid(logits.float()) > threshold, targets, mask)
+
+
+def predicted_counts(predicted: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(TP, FP, FN) as a (3,) float64 tensor of frames already decided: predicted (..., K) bool or 0/1."""
+    predicted = predicted > 0.5 if predicted.dtype != torch.bool else predicted
     actual = targets > 0.5
     if mask is not None:
         keep = mask[..., None]

@@ -41,9 +41,9 @@ from ..cells import cell_names
 from ..config import ConfigError, Section, option
 from ..data.music import (EOS, KEYS, REST, SPLITS, MusicError, MusicSet, Piece, load_chorales, load_files,
                           melody_to_stream, melody_tokens, roll_to_stream, split_set, tokens_to_melody, write_score)
-from ..metrics.music import frame_accuracy, frame_counts, frame_nll, music_metrics
+from ..metrics.music import frame_accuracy, frame_counts, frame_nll, music_metrics, predicted_counts
 from ..models.lm import LanguageModel
-from ..models.polyphonic import PolyphonicModel
+from ..models.polyphonic import PolyphonicEnsemble, PolyphonicModel
 from ..train import distributed
 from .base import Batch, LossOutput, Task, TaskCommandError, epoch_generator, cell_options, check_cell
 from .registry import register_task
@@ -89,6 +89,11 @@ class MusicModel(Section):
     dropout: float = option(0.0, ge=0, lt=1, help="between layers and before the output layer")
     input_dropout: float = option(0.0, ge=0, lt=1, help="roll: drop each input note with this probability "
                                                         "while training")
+    ensemble: int = option(1, ge=1, help="roll: E independently initialised models, each key's probability "
+                                         "their mean (each member trains on its own loss)")
+    output: Literal["independent", "autoregressive"] = option(
+        "independent", help="roll: keys independent given the past (Chung et al.), or each key also given the keys "
+                            "below it in its frame")
 
     def check(self):
         check_cell(self.cell)
@@ -155,8 +160,14 @@ class Music(Task):
     def build_model(self):
         m = self.model_config
         if self.form == "roll":
-            return PolyphonicModel(KEYS, m.cell, m.hidden_size, m.num_layers, m.dropout,
-                                   input_dropout=m.input_dropout, **cell_options(m))
+            if m.ensemble > 1 and m.output != "independent":
+                raise ConfigError("model.ensemble", m.ensemble, "1 with model.output autoregressive")
+            members = [PolyphonicModel(KEYS, m.cell, m.hidden_size, m.num_layers, m.dropout,
+                                       input_dropout=m.input_dropout, output=m.output, **cell_options(m))
+                       for _ in range(m.ensemble)]
+            return members[0] if m.ensemble == 1 else PolyphonicEnsemble(members)
+        if m.ensemble > 1:
+            raise ConfigError("model.ensemble", m.ensemble, "1 for melodies (ensembles are for piano rolls)")
         return LanguageModel(len(self.assets["tokens"]), m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
                              embedding_size=m.embedding_size or None, dropout=m.dropout, **cell_options(m))
 
@@ -190,13 +201,24 @@ class Music(Task):
             loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(), ignore_index=IGNORE,
                                    reduction="sum") / max(batch.num_items, 1)
             return LossOutput(loss, {}, None)
-        logits, _ = model(batch.inputs)  # (N, L, 88) logits of each next frame
         steps = torch.arange(batch.targets.shape[1], device=batch.targets.device)
         mask = steps[None, :] < batch.lengths.to(steps.device)[:, None]  # (N, L) real frames
-        nll = frame_nll(logits, batch.targets)  # (N, L) nats per frame, summed over keys
+        if self.model_config.ensemble > 1:
+            members, _ = model(batch.inputs, members=True)  # (E, N, L, 88)
+            if model.training:  # each member on its own loss
+                nll = frame_nll(members, batch.targets.expand_as(members)).mean(0)  # (N, L)
+            else:  # the ensemble's: the members' predictions of each frame mixed
+                nll = PolyphonicEnsemble.mixture_nll(members, batch.targets)
+                logits = PolyphonicEnsemble.mean_probability_logits(members)  # each key's marginal
+        else:
+            logits, _ = model(batch.inputs, targets=batch.targets)  # (N, L, 88) logits of each next frame
+            nll = frame_nll(logits, batch.targets)  # (N, L) nats per frame, summed over keys
         loss = (nll * mask).sum() / max(batch.num_items, 1)
         if not model.training:  # evaluation: exact frame accuracy over the whole split
-            counts = frame_counts(logits, batch.targets, mask).cpu()
+            if self.model_config.output == "autoregressive":  # decoded key by key from the true past
+                counts = predicted_counts(model.greedy_frames(batch.inputs), batch.targets, mask).cpu()
+            else:
+                counts = frame_counts(logits, batch.targets, mask).cpu()
             self._counts = counts if self._counts is None else self._counts + counts
         return LossOutput(loss, {}, None)
 
