@@ -105,6 +105,8 @@ class PolyphonicModel(RollModel):
         input_dropout: while training, each sounding note of the input frames is dropped
             with this probability (the rest scaled by 1/(1-p)), so the model cannot lean
             on copying the previous frame.
+        output: "independent" (keys independent given the past) or "autoregressive" (each
+            key also given the keys below it in its frame; forward then needs targets=).
     """
 
     def __init__(self, keys: int = 88, cell: str = "lstm", hidden_size: int = 36, num_layers: int = 1,
