@@ -1,7 +1,7 @@
 """Greff et al. 2017, "LSTM: A search space odyssey", on Bach chorales: the peephole LSTM and its eight variants.
 
     python benchmarks/greff2017.py                      # 9 models x 3 seeds x 150 epochs: ~8 CPU minutes
-    python benchmarks/greff2017.py --epochs 400             # the table in RESULTS.md: ~26 CPU minutes
+    python benchmarks/greff2017.py --epochs 400         # the table in RESULTS.md: ~26 CPU minutes
     python benchmarks/greff2017.py --variants peephole nfg cifg
 
 Variants (rnnkit.cells.lstm, docs/core.md): vanilla = `peephole`; NIG no input gate, NFG no
