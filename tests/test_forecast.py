@@ -152,6 +152,7 @@ def test_level_nll_is_the_scaled_nll_plus_log_scale(trained):
     ({"multi_step": "recursive", "feed": "mean", "cell": "gru"}, {"difference": 0, "detrend": "linear"}),
     ({"head": "point", "ensemble": 2}, {"seasonal_difference": 1, "horizon": 2, "missing": "drop"}),
     ({"ensemble": 2, "head": "mixture"}, {"log": True, "horizon": 2, "season_features": True}),
+    ({"cell": "gru", "skip": 3, "multi_step": "recursive"}, {"difference": 1, "season_features": True}),
 ])
 def test_every_head_and_multi_step_mode_trains_evaluates_and_samples(tmp_path, capsys, model, data):
     csv = series_csv(tmp_path, n=150)
@@ -238,6 +239,32 @@ def test_ar_order_recursive_forecast_feeds_its_own_values_into_the_lags():
         seq = torch.cat([seq, mean[:, k:k + 1]], 1)
     _, samples, _ = model.forecast(x, 4, num_samples=20, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (20, 3, 4, 1) and torch.isfinite(samples).all()
+
+
+def test_skip_through_time_reaches_back_a_season_in_both_modes():
+    torch.manual_seed(3)
+    x = torch.randn(3, 14, 1 + 2)
+    model = Forecaster(1, 2, 1, cell="gru", hidden_size=6, multi_step="recursive", skip=4).eval()
+    member = model.members[0]
+    assert member.rnn.skip == 4
+    with torch.no_grad():
+        member.rnn.skip_weights[0].normal_(std=0.5)
+    future = torch.randn(3, 5, 2)
+    mean, _, _ = model.forecast(x, 5, feed="mean", future_features=future)
+    seq = x
+    for k in range(5):  # the carried state holds h[t-4] .. h[t-2]: same as teacher forcing on the extension
+        dist, _ = model(seq)
+        torch.testing.assert_close(mean[:, k], dist.mean()[:, -1])
+        seq = torch.cat([seq, torch.cat([mean[:, k:k + 1], future[:, k:k + 1]], -1)], 1)
+    g = torch.Generator().manual_seed(0)
+    _, samples, _ = model.forecast(x, 5, num_samples=8, future_features=future, generator=g)
+    assert samples.shape == (8, 3, 5, 1) and torch.isfinite(samples).all()
+    direct = Forecaster(1, 2, 2, hidden_size=6, skip=4).eval()
+    before, _ = direct(x)
+    with torch.no_grad():
+        direct.members[0].rnn.skip_weights[0].normal_(std=0.5)
+    after, _ = direct(x)
+    assert not torch.allclose(before.mean(), after.mean())  # the skip weights take part in the forecast
 
 
 def test_ar_order_starts_as_the_plain_rnn_and_trains(tmp_path, capsys):

@@ -104,6 +104,8 @@ class ForecastModel(Section):
     nonlinearity: str = option("", help="rnn cell: tanh or relu ('' the default)")
     hidden_size: int = option(32, ge=1, help="H")
     num_layers: int = option(1, ge=1, help="stacked recurrent layers")
+    skip: int = option(0, ge=0, help="skip connection through time from h[t-skip], e.g. the season's period "
+                                     "(LSTNet's recurrent-skip; 0: off)")
     dropout: float = option(0.0, ge=0, lt=1, help="dropout between layers and before the head")
     head: Literal["point", "gaussian", "mixture"] = option("gaussian", help="output distribution")
     components: int = option(3, ge=1, help="mixture: K components")
@@ -226,7 +228,7 @@ class Forecast(Task):
         model = Forecaster(len(self.assets["columns"]), self.feature_size, d.horizon, cell=m.cell,
                            hidden_size=m.hidden_size, num_layers=m.num_layers, dropout=m.dropout, head=m.head,
                            components=m.components, point_loss=m.point_loss, multi_step=m.multi_step,
-                           ensemble=m.ensemble, ar_order=m.ar_order, **cell_options(m))
+                           ensemble=m.ensemble, ar_order=m.ar_order, skip=m.skip, **cell_options(m))
         self._model = model
         return model
 
@@ -388,7 +390,7 @@ class Forecast(Task):
     def describe_model(self) -> str:
         m, d = self.model_config, self.data_config
         parts = [(f"{m.ensemble}x " if m.ensemble > 1 else "") + f"{m.cell}-{m.hidden_size}"
-                 + (f"x{m.num_layers}" if m.num_layers > 1 else ""), m.head
+                 + (f"x{m.num_layers}" if m.num_layers > 1 else "") + (f" skip {m.skip}" if m.skip else ""), m.head
                  + (f"(K={m.components})" if m.head == "mixture" else ""), m.multi_step, f"window {d.window}"]
         if m.ar_order:
             parts.insert(1, f"+ AR({m.ar_order})")
