@@ -398,3 +398,63 @@ def test_csv_truncation_drops_later_and_cut_rows(tmp_path):
     CsvLog(tmp_path / "t.csv").truncate_after(3)
     rows = read_csv(tmp_path / "t.csv")
     assert [r["step"] for r in rows] == [1, 2, 3] and rows[0]["loss"] == 1 / 3  # floats read back exactly
+
+
+# ----------------------------------------------------------------------------- weight averaging
+
+
+def test_weight_average_follows_the_formula_and_swaps_in_and_out():
+    from rnnkit.train.averaging import WeightAverage
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(model, decay=0.9, start=2)
+    expected = {k: v.clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+    for step in range(1, 8):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model(torch.randn(4, 3))  # moves the running statistics (buffers are averaged too)
+        average.update(step)
+        k = step - 2
+        d = 0.0 if k <= 0 else min(0.9, (1 + k) / (10 + k))
+        for name, t in model.state_dict().items():
+            if name in expected:
+                expected[name] = d * expected[name] + (1 - d) * t
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    with average.swapped() as kept:
+        for name, want in expected.items():
+            torch.testing.assert_close(model.state_dict()[name], want)
+            torch.testing.assert_close(kept[name], trained[name])
+    for name, t in model.state_dict().items():
+        assert torch.equal(t, trained[name])  # the trained weights are back
+    assert model.state_dict()["1.num_batches_tracked"].dtype == torch.long  # integers are left alone
+
+
+def test_weight_averaging_saves_the_average_and_resumes_exactly(tmp_path):
+    opts = ["trainer.max_epochs=2", "trainer.checkpoint_every=4", "data.num_tokens=600", "model.dropout=0.2",
+            "trainer.ema_decay=0.8", "trainer.ema_start=3"]
+    full, progress = train(make_config(tmp_path / "full", *opts))
+    assert "weights averaged (decay 0.8 from step 3)" in progress
+    train(make_config(tmp_path / "part", *opts, "trainer.max_steps=13"))
+    train(make_config(tmp_path / "part", *opts), resume=tmp_path / "part")
+    assert losses(tmp_path / "part") == losses(tmp_path / "full")
+    # the final evaluation (of the average) is the same; the stopped part also evaluated at its step 13
+    assert losses(tmp_path / "part", "loss", "valid.csv")[-1] == losses(tmp_path / "full", "loss", "valid.csv")[-1]
+    for name in ("model", "training_weights"):
+        a = load_file(str(tmp_path / "full" / "last" / f"{name}.safetensors"))
+        b = load_file(str(tmp_path / "part" / "last" / f"{name}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    average = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
+    trained = load_file(str(tmp_path / "full" / "last" / "training_weights.safetensors"))
+    assert set(average) == set(trained) and any(not torch.equal(average[k], trained[k]) for k in average)
+    # the same run without averaging trains the same weights: averaging changes only what is saved
+    train(make_config(tmp_path / "plain", *opts[:4]))
+    plain = load_file(str(tmp_path / "plain" / "last" / "model.safetensors"))
+    assert all(torch.equal(plain[k], trained[k]) for k in plain)
+    assert losses(tmp_path / "plain") == losses(tmp_path / "full")
+    assert losses(tmp_path / "plain", "loss", "valid.csv") != losses(tmp_path / "full", "loss", "valid.csv")
+    # an average that has not started yet is the weights themselves
+    train(make_config(tmp_path / "late", *opts[:4], "trainer.ema_decay=0.8", "trainer.ema_start=1000"))
+    late = load_file(str(tmp_path / "late" / "last" / "model.safetensors"))
+    assert all(torch.equal(late[k], plain[k]) for k in plain)

@@ -372,6 +372,10 @@ class TrainerConfig(Section):
     on_nonfinite: Literal["stop", "skip"] = option(
         "stop", help="a NaN/Inf loss or gradient stops the run, or skips that batch")
     max_skips: int = option(10, ge=0, help="skip mode: stop after this many consecutive bad batches")
+    ema_decay: float = option(0.0, ge=0, lt=1, help="keep an exponential moving average of the weights with this "
+                                                    "decay (e.g. 0.99), evaluated and saved in place of the "
+                                                    "weights (0: off)")
+    ema_start: int = option(0, ge=0, help="step at which the average starts (before it, it follows the weights)")
 
     def check(self):
         if self.max_epochs == 0 and self.max_steps == 0:

@@ -5,6 +5,9 @@ A checkpoint is a directory (`RUN_DIR/last`, `RUN_DIR/best`):
     config.yaml          the resolved run config, with its format version
     model.safetensors    the weights (safetensors: no pickle)
     vocab.json ...       the task's assets (Task.save_assets)
+    training_weights.safetensors
+                         with weight averaging (trainer.ema_decay): the weights the
+                         optimiser moves, while model.safetensors holds their average
     optimizer.pt         optimiser state       (torch.save; read with weights_only=True)
     scheduler.pt         schedule state        (torch.save; read with weights_only=True)
     carry.safetensors    the carried truncated-BPTT state of each rank, if any
@@ -44,6 +47,7 @@ from ..config import FORMAT_VERSION, diff_configs
 STATE_FILE = "trainer_state.json"
 MODEL_FILE = "model.safetensors"
 CARRY_FILE = "carry.safetensors"
+TRAINING_WEIGHTS_FILE = "training_weights.safetensors"
 CHECKPOINT_NAMES = ("last", "best")
 
 
@@ -130,7 +134,8 @@ def _fsync_dir(path: Path) -> None:
 def save_checkpoint(target: str | Path, *, config: dict, model: torch.nn.Module,
                     trainer_state: dict, optimizer: torch.optim.Optimizer | None = None,
                     scheduler_state: dict | None = None, carry: dict[str, torch.Tensor] | None = None,
-                    save_assets: Callable[[Path], None] | None = None) -> Path:
+                    save_assets: Callable[[Path], None] | None = None,
+                    training_weights: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a checkpoint directory at `target` atomically (see the module docstring).
 
     Args:
@@ -142,6 +147,7 @@ def save_checkpoint(target: str | Path, *, config: dict, model: torch.nn.Module,
         optimizer, scheduler_state: saved with torch.save (tensors and plain data only).
         carry: named tensors of the carried recurrent state, or None.
         save_assets: writes the task's assets (vocab.json, ...) into a directory.
+        training_weights: with weight averaging, the trained weights (`model` then holds the average).
     Returns the target path.
     """
     import yaml
@@ -162,6 +168,9 @@ def save_checkpoint(target: str | Path, *, config: dict, model: torch.nn.Module,
         torch.save(scheduler_state, tmp / "scheduler.pt")
     if carry:
         save_file({k: v.detach().contiguous().cpu() for k, v in carry.items()}, str(tmp / CARRY_FILE))
+    if training_weights is not None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in training_weights.items()},
+                  str(tmp / TRAINING_WEIGHTS_FILE))
     if save_assets is not None:
         save_assets(tmp)
     for path in tmp.iterdir():
@@ -294,6 +303,12 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, *,
 def load_scheduler_state(path: str | Path) -> dict | None:
     path = Path(path) / "scheduler.pt"
     return torch.load(path, weights_only=True) if path.exists() else None
+
+
+def load_training_weights(path: str | Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor] | None:
+    """The trained weights beside a weight-averaged checkpoint's average, or None when it has none."""
+    path = Path(path) / TRAINING_WEIGHTS_FILE
+    return load_file(str(path), device=str(device)) if path.exists() else None
 
 
 def load_carry(path: str | Path) -> dict[str, torch.Tensor]:

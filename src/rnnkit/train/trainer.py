@@ -12,6 +12,7 @@ best and last checkpoints, stop early when the metric stops improving.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import sys
@@ -26,8 +27,9 @@ from torch import nn
 from ..config import Config, ConfigError, config_to_dict, dump_config, to_dict
 from . import distributed
 from .batch import Batch
+from .averaging import WeightAverage
 from .checkpoint import (CheckpointError, find_checkpoint, load_carry, load_checkpoint,
-                         load_scheduler_state, pack_state, rng_state,
+                         load_scheduler_state, load_training_weights, pack_state, rng_state,
                          save_checkpoint, set_rng_state, unpack_state, write_text_atomic)
 from .device import autocast, resolve_device, resolve_precision, seed_everything
 from .logging import RunLogger
@@ -159,6 +161,14 @@ class Trainer:
             carry = self._restore_rng_and_carry(saved, ckpt, dist_info, device)
         elif dist_info.rank > 0:
             torch.manual_seed(cfg.run.seed + dist_info.rank)  # own dropout masks; weights come from rank 0
+        # weight averaging: a checkpoint's model weights are the average; the trained ones lie beside them
+        average = WeightAverage(model, tc.ema_decay, tc.ema_start) if tc.ema_decay else None
+        trained = load_training_weights(ckpt, device) if ckpt is not None else None
+        if trained is not None:
+            with torch.no_grad():
+                for name, t in model.state_dict().items():
+                    if name in trained:
+                        t.copy_(trained[name])
         params = [p for p in model.parameters() if p.requires_grad]
         ddp = model
         if dist_info.enabled:
@@ -174,19 +184,27 @@ class Trainer:
             n_params = sum(p.numel() for p in model.parameters())
             start = f"resuming from {ckpt} at step {state.step}" if ckpt else "training"
             procs = f", {dist_info.world_size} processes" if dist_info.enabled else ""
-            log.message(f"{start}: task {cfg.task}, {n_params:,} parameters, device {device}, {precision}{procs}")
+            log.message(f"{start}: task {cfg.task}, {n_params:,} parameters, device {device}, {precision}{procs}"
+                        + (f", weights averaged (decay {tc.ema_decay:g} from step {tc.ema_start})"
+                           if average else ""))
 
         time_base, fit_start, steps_at_start = state.train_time_s, time.perf_counter(), state.step
         last_valid: dict[str, float] = {}
 
         def checkpoint(name: str) -> None:
             state.train_time_s = time_base + time.perf_counter() - fit_start
-            self._save(run_dir / name, model, optimizer, schedule, state, carry, dist_info)
+            if average is None:
+                self._save(run_dir / name, model, optimizer, schedule, state, carry, dist_info)
+                return
+            with average.swapped() as trained_weights:
+                self._save(run_dir / name, model, optimizer, schedule, state, carry, dist_info, trained_weights)
 
         def evaluate_and_keep_best() -> bool:
-            """Evaluate, log, keep best/last checkpoints; return True to stop early."""
-            metrics = evaluate(task, model, task.valid_batches(), device=device, precision=precision,
-                               max_batches=tc.eval_batches, dist_info=dist_info)
+            """Evaluate (the average, with weight averaging), log, keep best/last checkpoints;
+            return True to stop early."""
+            with average.swapped() if average else contextlib.nullcontext():
+                metrics = evaluate(task, model, task.valid_batches(), device=device, precision=precision,
+                                   max_batches=tc.eval_batches, dist_info=dist_info)
             state.last_eval_step = state.step
             if metrics:
                 last_valid.clear()
@@ -243,6 +261,8 @@ class Trainer:
                 if finite:
                     schedule.apply(optimizer, state.step)
                     optimizer.step()
+                    if average is not None:
+                        average.update(state.step + 1)
                     state.skips = 0
                 else:
                     state.skips += 1
@@ -347,7 +367,8 @@ class Trainer:
                 f.write(self.command + "\n")
         self.task.save_assets(run_dir)
 
-    def _save(self, target: Path, model, optimizer, schedule, state: TrainState, carry, dist_info) -> None:
+    def _save(self, target: Path, model, optimizer, schedule, state: TrainState, carry, dist_info,
+              training_weights: dict | None = None) -> None:
         """Gather every rank's RNG state and carried state; rank 0 writes the checkpoint."""
         rngs = distributed.gather_to_main(rng_state())
         carries = distributed.gather_to_main(_to_cpu(carry))
@@ -360,7 +381,7 @@ class Trainer:
                          "train": asdict(state), "rng": rngs}
         save_checkpoint(target, config=config_to_dict(self.config), model=model, trainer_state=trainer_state,
                         optimizer=optimizer, scheduler_state=schedule.state_dict(), carry=packed,
-                        save_assets=self.task.save_assets)
+                        save_assets=self.task.save_assets, training_weights=training_weights)
 
     def _restore_rng_and_carry(self, saved: dict, ckpt: Path, dist_info, device) -> Any:
         """Put back this rank's RNG states and carried TBPTT state (exact resume)."""
