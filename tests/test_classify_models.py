@@ -21,7 +21,8 @@ def ragged(seed=0, pad_value=0.0):
 
 # the fused torch kernels (lstm, gru) and the loop path (peephole lstm, rnn) both take part
 ENCODERS = [dict(cell="lstm"), dict(cell="gru", bidirectional=True), dict(cell="lstm", variant="peephole"),
-            dict(cell="rnn", num_layers=2, bidirectional=True)]
+            dict(cell="rnn", num_layers=2, bidirectional=True),
+            dict(cell="gru", bidirectional=True, conv_width=3, conv_channels=5)]
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
@@ -37,7 +38,7 @@ def test_classifier_ragged_batch_equals_single_sequences(pooling, encoder):
     torch.testing.assert_close(batch, alone_no_lengths, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("encoder", ENCODERS[:3], ids=["lstm", "bigru", "peephole"])
+@pytest.mark.parametrize("encoder", ENCODERS[:3] + ENCODERS[4:], ids=["lstm", "bigru", "peephole", "conv-bigru"])
 def test_tagger_ragged_batch_equals_single_sequences(encoder):
     torch.manual_seed(0)
     model = SequenceTagger(D, 3, hidden_size=5, **encoder).eval()
@@ -97,7 +98,26 @@ def test_embedding_projection_and_gradients_reach_every_parameter():
     assert all(p.grad is not None for p in proj.parameters())
 
 
+def test_convolution_front_end_is_a_centred_window_with_zeros_past_the_ends():
+    torch.manual_seed(0)
+    model = SequenceClassifier(D, 2, cell="gru", hidden_size=4, projection_size=6, conv_width=5, conv_channels=7)
+    conv, proj = model.encoder.conv, model.encoder.projection
+    x = torch.randn(1, 4, D)
+    u = proj(x)[0]  # (L, 6)
+    padded = torch.cat([torch.zeros(2, 6), u, torch.zeros(2, 6)])
+    want = torch.stack([torch.relu(torch.einsum("cej,je->c", conv.weight, padded[t:t + 5]) + conv.bias)
+                        for t in range(4)])  # (L, 7)
+    got, _ = model.encoder.rnn(want.unsqueeze(0))
+    ours, _ = model.encoder(x)
+    torch.testing.assert_close(ours, got)
+    out, _ = model(x)
+    out.sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
 def test_bad_arguments():
+    with pytest.raises(ValueError, match="conv_width"):
+        SequenceClassifier(D, 2, conv_width=4)
     with pytest.raises(ValueError, match="pooling"):
         SequenceClassifier(D, 2, pooling="median")
     with pytest.raises(ValueError, match="window"):

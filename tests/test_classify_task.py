@@ -259,3 +259,35 @@ def test_input_noise_perturbs_training_batches_only_at_real_steps_and_is_seeded(
     assert not torch.equal(other_epoch[0].inputs - clean_other[0].inputs, noisy[0].inputs - clean[0].inputs)
     for c, n in zip(batches(0.0, "test"), batches(0.5, "test")):
         assert torch.equal(c.inputs, n.inputs)  # evaluation sees the data as it is
+
+
+def test_random_crops_are_contiguous_parts_of_each_sequence_and_seeded(tmp_path):
+    def batches(crop, split="train", epoch=0, noise=0.0):
+        config = load_config(recipe(tmp_path, data={"crop": crop, "input_noise": noise, "length": 12,
+                                                    "min_length": 4}))
+        task = get_task("classify")(config)
+        task.prepare_data()
+        return list(task.train_batches(epoch) if split == "train" else task.eval_batches(split))
+
+    whole, cropped, again = batches(1.0), batches(0.5), batches(0.5)
+    shorter = 0
+    for w, c, a in zip(whole, cropped, again):
+        assert torch.equal(w.targets, c.targets)  # same sequences in the same order
+        assert torch.equal(c.inputs, a.inputs) and torch.equal(c.lengths, a.lengths)  # seeded
+        for i in range(len(w.lengths)):
+            n, m = int(w.lengths[i]), int(c.lengths[i])
+            assert -(-n // 2) <= m <= n
+            shorter += m < n
+            part = c.inputs[i, :m]
+            starts = [s for s in range(n - m + 1) if torch.equal(w.inputs[i, s:s + m], part)]
+            assert starts, "a crop is a contiguous run of the sequence's steps"
+            assert torch.all(c.inputs[i, m:] == 0)
+    assert shorter > 0
+    # noise comes from its own stream: cropping does not change its draws
+    noisy, both = batches(1.0, noise=0.3), batches(0.5, noise=0.3)
+    real = torch.arange(both[0].inputs.shape[1])[None, :] < both[0].lengths[:, None]
+    torch.testing.assert_close((both[0].inputs - cropped[0].inputs)[real], (noisy[0].inputs - whole[0].inputs)[real])
+    for c, n in zip(batches(1.0, "test"), batches(0.5, "test")):
+        assert torch.equal(c.inputs, n.inputs) and torch.equal(c.lengths, n.lengths)  # evaluation: whole
+    with pytest.raises(ConfigError, match="crop"):
+        get_task("tag")(load_config(recipe(tmp_path, task="tag", data={"source": "parity", "crop": 0.5})))

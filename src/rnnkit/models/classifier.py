@@ -1,6 +1,7 @@
 """Sequence classifier, sequence tagger, and the MLP-on-windows baseline.
 
     u_t = P x_t (input projection, optional) or E[x_t] (embedding, token ids)   (N, L, E)
+    u_t ← relu(Σ_j C_j u_{t+j} + c), j = −k//2 .. k//2 (a convolution, optional)   (N, L, C)
     h_t = Recurrent(u)_t                                  (N, L, dirs·H)   any cell, stacked, bidirectional
     classifier: z = pool(h_1..h_len) → logits = W dropout(z) + b          (N, K)
     tagger:     logits_t = W dropout(h_t) + b                               (N, L, K)
@@ -12,6 +13,9 @@ Pooling over the real steps 1..len of each sequence (never the padding):
 - `attention`: a_t = softmax_t(q · tanh(W h_t + b)) with a learned query q, z = Σ a_t h_t
   (Bahdanau-style additive scoring; Yang et al. 2016 call q the context vector).
 
+The convolution front end (as in convolutional-recurrent models such as DeepConvLSTM,
+Ordóñez & Roggen 2016) gives every step features of its k neighbours before the
+recurrence; steps past a sequence's end count as zeros, as if it were run alone.
 So the answer for a sequence never depends on what it was batched with: the tests
 compare a ragged batch with each sequence run alone.
 
@@ -75,14 +79,19 @@ class SequenceEncoder(nn.Module):
         projection_size: E > 0 puts a linear layer D → E before the recurrence (0: none).
         embedding: inputs are token ids (N, L) into an embedding of `projection_size`
             (default H) dimensions.
+        conv_width: k > 0 (odd) puts a convolution over time of width k, "same" padding and
+            ReLU, after the projection or embedding (0: none); conv_channels: its outputs
+            (0: as many as its inputs).
     """
 
     def __init__(self, input_size: int, cell: str = "lstm", hidden_size: int = 64, num_layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.0, projection_size: int = 0,
-                 embedding: bool = False, **cell_options):
+                 embedding: bool = False, conv_width: int = 0, conv_channels: int = 0, **cell_options):
         super().__init__()
         if input_size < 1:
             raise ValueError(f"input_size must be >= 1, got {input_size}")
+        if conv_width < 0 or (conv_width and conv_width % 2 == 0):
+            raise ValueError(f"conv_width must be 0 (off) or odd (the step in the middle), got {conv_width}")
         self.embedding = None
         self.projection = None
         rnn_input = input_size
@@ -92,6 +101,11 @@ class SequenceEncoder(nn.Module):
         elif projection_size:
             rnn_input = projection_size
             self.projection = nn.Linear(input_size, projection_size)
+        self.conv = None
+        if conv_width:
+            channels = conv_channels or rnn_input
+            self.conv = nn.Conv1d(rnn_input, channels, conv_width, padding=conv_width // 2)
+            rnn_input = channels
         self.rnn = Recurrent(cell, rnn_input, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
                              dropout=dropout, **cell_options)
         self.output_size = self.rnn.output_size
@@ -102,6 +116,10 @@ class SequenceEncoder(nn.Module):
             x = self.embedding(x.long())  # (N, L, E)
         elif self.projection is not None:
             x = self.projection(x)  # (N, L, E)
+        if self.conv is not None:
+            if lengths is not None:  # padding reads as zeros, as past the end of a sequence run alone
+                x = x * length_mask(lengths, x.shape[0], x.shape[1], x.device).unsqueeze(-1).to(x.dtype)
+            x = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)  # (N, L, C)
         return self.rnn(x, state, lengths)
 
 
@@ -155,10 +173,11 @@ class SequenceClassifier(nn.Module):
 
     def __init__(self, input_size: int, num_outputs: int, cell: str = "lstm", hidden_size: int = 64,
                  num_layers: int = 1, bidirectional: bool = False, pooling: str = "last", dropout: float = 0.0,
-                 projection_size: int = 0, embedding: bool = False, **cell_options):
+                 projection_size: int = 0, embedding: bool = False, conv_width: int = 0, conv_channels: int = 0,
+                 **cell_options):
         super().__init__()
         self.encoder = SequenceEncoder(input_size, cell, hidden_size, num_layers, bidirectional, dropout,
-                                       projection_size, embedding, **cell_options)
+                                       projection_size, embedding, conv_width, conv_channels, **cell_options)
         self.pool = Pooling(pooling, self.encoder.output_size, bidirectional)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, num_outputs)
@@ -187,10 +206,11 @@ class SequenceTagger(nn.Module):
 
     def __init__(self, input_size: int, num_outputs: int, cell: str = "lstm", hidden_size: int = 64,
                  num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
-                 projection_size: int = 0, embedding: bool = False, **cell_options):
+                 projection_size: int = 0, embedding: bool = False, conv_width: int = 0, conv_channels: int = 0,
+                 **cell_options):
         super().__init__()
         self.encoder = SequenceEncoder(input_size, cell, hidden_size, num_layers, bidirectional, dropout,
-                                       projection_size, embedding, **cell_options)
+                                       projection_size, embedding, conv_width, conv_channels, **cell_options)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, num_outputs)
 

@@ -82,6 +82,8 @@ class SequenceData(Section):
     standardize: bool = option(True, help="scale each feature to mean 0, std 1 on the training split")
     input_noise: float = option(0.0, ge=0, help="training only: Gaussian noise of this standard deviation "
                                                 "added to the (scaled) input features at every real step")
+    crop: float = option(1.0, gt=0, le=1, help="training only: each sequence is cut to a random contiguous part "
+                                               "of at least this fraction of its steps (1: off; classify)")
     batch_size: int = option(32, ge=1, help="sequences per training batch")
     eval_batch_size: int = option(256, ge=1, help="sequences per evaluation batch")
     length: int = option(50, ge=1, help="synthetic: steps per sequence T (parity, adding, larger, order)")
@@ -127,6 +129,9 @@ class SequenceModelConfig(Section):
     pooling: Literal["last", "mean", "max", "attention"] = option(
         "last", help="classify: how the step outputs become one vector (window_mlp: mean or max)")
     projection_size: int = option(0, ge=0, help="a linear input projection D -> this before the recurrence (0: none)")
+    conv_width: int = option(0, ge=0, help="k (odd): a convolution over time of width k with ReLU before the "
+                                           "recurrence (0: none)")
+    conv_channels: int = option(0, ge=0, help="the convolution's output channels (0: as many as its inputs)")
     dropout: float = option(0.0, ge=0, lt=1, help="between layers and before the output layer")
     window: int = option(5, ge=1, help="window_mlp: steps per window")
     window_mode: Literal["ordered", "bag"] = option("ordered", help="window_mlp: flatten the window in order, "
@@ -140,6 +145,8 @@ class SequenceModelConfig(Section):
             raise ConfigError("chrono", self.chrono, "0 unless cell is lstm (chrono initialises LSTM gate biases)")
         if self.architecture == "window_mlp" and self.pooling not in ("mean", "max"):
             raise ConfigError("pooling", self.pooling, "mean or max for architecture window_mlp")
+        if self.conv_width % 2 == 0 and self.conv_width:
+            raise ConfigError("conv_width", self.conv_width, "0 (off) or odd (a window centred on each step)")
 
 
 @register_task("classify")
@@ -160,6 +167,8 @@ class Classify(Task):
         self._confusion: np.ndarray | None = None  # summed over an evaluation (eval mode only)
         self._sequences = np.zeros(2)  # tag: (sequences, sequences with every step right)
         self.last_confusion: np.ndarray | None = None
+        if self.per_step and self.data_config.crop < 1:
+            raise ConfigError("data.crop", self.data_config.crop, "1 for a tagger (every step has its own target)")
 
     # -- data ------------------------------------------------------------------------------
     def _kinds(self) -> tuple[str, ...]:
@@ -266,18 +275,20 @@ class Classify(Task):
                               mode=m.window_mode, pooling=m.pooling, dropout=m.dropout, per_step=self.per_step)
         elif self.per_step:
             model = SequenceTagger(D, K, m.cell, m.hidden_size, m.num_layers, m.bidirectional, m.dropout,
-                                   m.projection_size, **cell_options(m))
+                                   m.projection_size, conv_width=m.conv_width, conv_channels=m.conv_channels,
+                                   **cell_options(m))
         else:
             model = SequenceClassifier(D, K, m.cell, m.hidden_size, m.num_layers, m.bidirectional, m.pooling,
-                                       m.dropout, m.projection_size, **cell_options(m))
+                                       m.dropout, m.projection_size, conv_width=m.conv_width,
+                                       conv_channels=m.conv_channels, **cell_options(m))
         if m.chrono and m.architecture == "rnn":
             chrono_init(model.encoder.rnn, m.chrono)
         return model
 
     # -- batches ---------------------------------------------------------------------------
     def _batches(self, data: SequenceSet, batch_size: int, generator=None, noise: float = 0.0,
-                 noise_generator=None):
-        return _Batches(SequenceBatches(data, batch_size, generator), noise, noise_generator)
+                 noise_generator=None, crop: float = 1.0, crop_generator=None):
+        return _Batches(SequenceBatches(data, batch_size, generator), noise, noise_generator, crop, crop_generator)
 
     def train_batches(self, epoch: int):
         d = self.data_config
@@ -285,10 +296,11 @@ class Classify(Task):
         if d.synthetic and d.fresh and epoch > 0:  # epoch 0 is the set prepare_data made
             data = self.scaler.apply(self._generate("train", 0, epoch))
         seed = self.config.run.seed
-        noise = d.input_noise
-        # the noise has its own seeded stream, so the batch order is the same with or without it
+        noise, crop = d.input_noise, d.crop
+        # noise and crops have their own seeded streams, so the batch order is the same with or without them
         return self._batches(data, d.batch_size, epoch_generator(seed, epoch), noise,
-                             epoch_generator(seed + 104729, epoch) if noise else None)
+                             epoch_generator(seed + 104729, epoch) if noise else None, crop,
+                             epoch_generator(seed + 130363, epoch) if crop < 1 else None)
 
     def valid_batches(self):
         if "valid" not in self.splits:
@@ -426,23 +438,45 @@ class Classify(Task):
 
 class _Batches:
     """`Padded` batches as trainer `Batch`es (len() for the ETA), with optional input noise
-    of standard deviation `noise` at the real steps, drawn from `noise_generator`."""
+    of standard deviation `noise` at the real steps, drawn from `noise_generator`, and
+    optional random crops: each sequence of length l is cut to its steps s .. s+m-1, with
+    m uniform in ceil(crop·l) .. l and s uniform in 0 .. l−m, drawn from `crop_generator`."""
 
-    def __init__(self, padded, noise: float = 0.0, noise_generator: torch.Generator | None = None):
+    def __init__(self, padded, noise: float = 0.0, noise_generator: torch.Generator | None = None,
+                 crop: float = 1.0, crop_generator: torch.Generator | None = None):
         self.padded, self.noise, self.noise_generator = padded, noise, noise_generator
+        self.crop, self.crop_generator = crop, crop_generator
 
     def __len__(self) -> int:
         return len(self.padded)
 
     def __iter__(self):
         for p in self.padded:
-            inputs = p.inputs
+            inputs, lengths = p.inputs, p.lengths
+            if self.crop < 1:
+                inputs, lengths = random_crops(inputs, lengths, self.crop, self.crop_generator)
             if self.noise and inputs.is_floating_point():
                 N, L = inputs.shape[:2]
-                real = length_mask(p.lengths, N, L).unsqueeze(-1).to(inputs.dtype)  # (N, L, 1)
+                real = length_mask(lengths, N, L).unsqueeze(-1).to(inputs.dtype)  # (N, L, 1)
                 eps = torch.randn(inputs.shape, generator=self.noise_generator, dtype=inputs.dtype)
                 inputs = inputs + self.noise * eps * real
-            yield Batch(inputs=inputs, targets=p.targets, lengths=p.lengths, size=p.size)
+            yield Batch(inputs=inputs, targets=p.targets, lengths=lengths, size=p.size)
+
+
+def random_crops(inputs: torch.Tensor, lengths: torch.Tensor, fraction: float, generator: torch.Generator | None):
+    """Cut each padded sequence (N, L, ...) of `lengths` to a random contiguous part of at least
+    `fraction` of its steps, moved to the start; returns (inputs, new lengths). Padding is zeros."""
+    N, L = inputs.shape[:2]
+    lengths = torch.as_tensor(lengths)
+    shortest = torch.ceil(fraction * lengths.double()).long().clamp(min=1)
+    keep = shortest + (torch.rand(N, generator=generator, dtype=torch.float64)
+                       * (lengths - shortest + 1)).long().clamp(max=lengths - shortest)
+    start = (torch.rand(N, generator=generator, dtype=torch.float64) * (lengths - keep + 1)).long()
+    start = torch.minimum(start, lengths - keep)
+    index = (start[:, None] + torch.arange(L)[None, :]).clamp(max=L - 1)  # (N, L)
+    out = inputs.gather(1, index.view(N, L, *([1] * (inputs.dim() - 2))).expand_as(inputs))
+    real = length_mask(keep, N, L).view(N, L, *([1] * (inputs.dim() - 2)))
+    return out * real.to(out.dtype) if out.is_floating_point() else out.masked_fill(~real, 0), keep
 
 
 @torch.no_grad()
