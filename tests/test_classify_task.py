@@ -291,3 +291,41 @@ def test_random_crops_are_contiguous_parts_of_each_sequence_and_seeded(tmp_path)
         assert torch.equal(c.inputs, n.inputs) and torch.equal(c.lengths, n.lengths)  # evaluation: whole
     with pytest.raises(ConfigError, match="crop"):
         get_task("tag")(load_config(recipe(tmp_path, task="tag", data={"source": "parity", "crop": 0.5})))
+
+
+def test_distillation_matches_the_teachers_softened_answers(tmp_path):
+    teacher_dir = tmp_path / "teacher"
+    r = recipe(tmp_path, data={"standardize": False}, model={"ensemble": 2}, name="t.yaml")
+    assert main(["train", r, f"run.dir={teacher_dir}"]) == 0
+    config = load_config(recipe(tmp_path, model={"teacher": str(teacher_dir), "distill_weight": 1.0,
+                                                 "distill_temperature": 3.0}, name="s.yaml"))
+    task = get_task("classify")(config)
+    task.prepare_data()
+    model = task.build_model()
+    batch = next(iter(task.train_batches(0)))  # loads the teacher
+    teacher, scale, shift = task._teacher
+    # our standardised inputs, mapped back: the teacher (trained unstandardised) sees the raw values
+    std, mean = (torch.as_tensor(a, dtype=torch.float32) for a in (task.scaler.std, task.scaler.mean))
+    assert not torch.allclose(std, torch.ones_like(std))
+    torch.testing.assert_close(batch.inputs * scale + shift, batch.inputs * std + mean)
+    model.train()
+    out = task.compute_loss(model, batch, None)
+    with torch.no_grad():
+        student, _ = model(batch.inputs, None, batch.lengths)
+        t_logp, _ = teacher(batch.inputs * scale + shift, None, batch.lengths)
+    p = (t_logp / 3).softmax(-1)
+    want = (p * (p.log() - (student / 3).log_softmax(-1))).sum(-1).mean() * 9
+    torch.testing.assert_close(out.loss.detach(), want, rtol=1e-4, atol=1e-6)
+    # end to end, and the answers it refuses
+    assert main(["train", recipe(tmp_path, model={"teacher": str(teacher_dir / "last")}, name="e.yaml"),
+                 f"run.dir={tmp_path / 'student'}"]) == 0
+    other = recipe(tmp_path, data={"source": "parity"}, name="o.yaml")
+    assert main(["train", other, f"run.dir={tmp_path / 'parity'}", "trainer.max_epochs=1"]) == 0
+    for teacher, words in ((tmp_path / "parity", "classes"), (tmp_path / "nowhere", "trained classify run")):
+        bad = load_config(recipe(tmp_path, model={"teacher": str(teacher)}, name="b.yaml"))
+        task = get_task("classify")(bad)
+        task.prepare_data()
+        with pytest.raises(ConfigError, match=words):
+            task.train_batches(0)
+    with pytest.raises(ConfigError, match="single model"):
+        load_config(recipe(tmp_path, model={"teacher": str(teacher_dir), "ensemble": 3}, name="x.yaml"))

@@ -138,6 +138,12 @@ class SequenceModelConfig(Section):
                                                                     "or average its steps (order-free)")
     ensemble: int = option(1, ge=1, help="E independently initialised members, each trained on its own loss; "
                                          "the answer is their mean probability (a deep ensemble)")
+    teacher: str = option("", help="knowledge distillation: a trained classify run on the same classes (e.g. an "
+                                   "ensemble; its best checkpoint, else last, or a checkpoint directory such as "
+                                   "RUN/last) whose softened answers join the training loss ('' : none)")
+    distill_weight: float = option(0.5, ge=0, le=1, help="distillation: the share of the loss that matches the "
+                                                          "teacher (the rest is cross-entropy with the labels)")
+    distill_temperature: float = option(2.0, gt=0, help="distillation: T, both answers are softened as softmax(z/T)")
 
     def check(self):
         check_cell(self.cell)
@@ -147,6 +153,8 @@ class SequenceModelConfig(Section):
             raise ConfigError("pooling", self.pooling, "mean or max for architecture window_mlp")
         if self.conv_width % 2 == 0 and self.conv_width:
             raise ConfigError("conv_width", self.conv_width, "0 (off) or odd (a window centred on each step)")
+        if self.teacher and self.ensemble > 1:
+            raise ConfigError("teacher", self.teacher, "'' with model.ensemble > 1 (distil into a single model)")
 
 
 @register_task("classify")
@@ -169,6 +177,9 @@ class Classify(Task):
         self.last_confusion: np.ndarray | None = None
         if self.per_step and self.data_config.crop < 1:
             raise ConfigError("data.crop", self.data_config.crop, "1 for a tagger (every step has its own target)")
+        if self.per_step and self.model_config.teacher:
+            raise ConfigError("model.teacher", self.model_config.teacher, "'' for a tagger (classification only)")
+        self._teacher = None  # (model, input rescaling) once training starts
 
     # -- data ------------------------------------------------------------------------------
     def _kinds(self) -> tuple[str, ...]:
@@ -291,6 +302,8 @@ class Classify(Task):
         return _Batches(SequenceBatches(data, batch_size, generator), noise, noise_generator, crop, crop_generator)
 
     def train_batches(self, epoch: int):
+        if self.model_config.teacher and self._teacher is None:
+            self._teacher = self._load_teacher(self.model_config.teacher)
         d = self.data_config
         data = self.splits["train"]
         if d.synthetic and d.fresh and epoch > 0:  # epoch 0 is the set prepare_data made
@@ -324,6 +337,44 @@ class Classify(Task):
             return loss / max(num_items, 1)
         return F.cross_entropy(out, y)
 
+    def _load_teacher(self, run_dir: str):
+        """The teacher's model (eval mode, on CPU unless ours moves it) and the affine map from our
+        standardised inputs to its own; refuses a teacher of other classes or features."""
+        from ..cli import load_run
+
+        try:
+            task, model, config, _ = load_run(run_dir, device="cpu")
+        except Exception as e:
+            raise ConfigError("model.teacher", run_dir, f"a trained classify run ({e})") from e
+        if config.task != "classify" or task.meta.get("kind") != "class":
+            raise ConfigError("model.teacher", run_dir, f"a classification run (it is a {config.task!r} run of "
+                                                        f"{task.meta.get('kind', '?')} targets)")
+        if list(task.meta["classes"]) != list(self.meta["classes"]):
+            raise ConfigError("model.teacher", run_dir, f"a run on the classes {self.meta['classes']} "
+                                                        f"(it has {task.meta['classes']})")
+        if task.meta["input_size"] != self.meta["input_size"]:
+            raise ConfigError("model.teacher", run_dir, f"a run on {self.meta['input_size']} features "
+                                                        f"(it has {task.meta['input_size']})")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        # ours: x' = (x - m) / s; the teacher's: (x - m_t) / s_t = x' · s / s_t + (m - m_t) / s_t
+        scale = torch.as_tensor(self.scaler.std / task.scaler.std, dtype=torch.float32)
+        shift = torch.as_tensor((self.scaler.mean - task.scaler.mean) / task.scaler.std, dtype=torch.float32)
+        return model, scale, shift
+
+    def _distill(self, student: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """T² · KL(softmax(teacher/T) ‖ softmax(student/T)), mean over the batch (Hinton et al. 2015)."""
+        teacher, scale, shift = self._teacher
+        device = student.device
+        if next(teacher.parameters()).device != device:
+            teacher.to(device)
+        x = batch.inputs * scale.to(device) + shift.to(device)  # (N, L, D) in the teacher's units
+        with torch.no_grad():
+            target, _ = teacher(x, None, batch.lengths)  # (N, K) logits or log-probabilities
+        T = self.model_config.distill_temperature
+        return F.kl_div((student / T).log_softmax(-1), (target.float() / T).log_softmax(-1), log_target=True,
+                        reduction="batchmean") * T * T
+
     def compute_loss(self, model, batch: Batch, state) -> LossOutput:
         y = batch.targets
         if self.model_config.ensemble > 1 and model.training:  # each member on its own loss
@@ -336,6 +387,9 @@ class Classify(Task):
             out, state = model(batch.inputs, None, batch.lengths)  # (N, K) or (N, L, K)
             out = out.float()
             loss = self._loss(out, y, batch.num_items)
+            if self._teacher is not None and model.training:
+                w = self.model_config.distill_weight
+                loss = (1 - w) * loss + w * self._distill(out, batch)
         if self.meta["kind"] == "value":
             return LossOutput(loss, {}, state)
         pred = out.argmax(-1)
