@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("overrides", nargs="*", help="key=value overrides of the recipe")
     p.add_argument("--recipe", default=str(ROOT / "configs" / "classify-japanese-vowels.yaml"))
     p.add_argument("--variant", choices=list(VARIANTS), default="recipe")
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", default="5", help="how many seeds (0..N-1), or a comma-separated list of them")
     p.add_argument("--cv", type=int, default=0, metavar="K", help="K-fold cross-validation on the training split")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--distill", type=int, default=0, metavar="E",
@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     overrides = VARIANTS[args.variant] + args.overrides + [f"run.threads={args.threads}"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
+        seeds = [int(v) for v in args.seeds.split(",")] if "," in args.seeds else range(int(args.seeds))
+        for seed in seeds:
             if args.cv:
                 folds = [run(args.recipe, overrides + [f"data.folds={args.cv}", f"data.fold={k}"], seed, "valid",
                              Path(tmp) / f"fold{k}", args.distill) for k in range(args.cv)]

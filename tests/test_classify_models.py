@@ -23,6 +23,17 @@ def ragged(seed=0, pad_value=0.0):
 ENCODERS = [dict(cell="lstm"), dict(cell="gru", bidirectional=True), dict(cell="lstm", variant="peephole"),
             dict(cell="rnn", num_layers=2, bidirectional=True),
             dict(cell="gru", bidirectional=True, conv_width=3, conv_channels=5)]
+FCN = dict(cell="gru", bidirectional=True, fcn_channels=(5, 6), fcn_widths=(4, 3))
+
+
+def trained_norms(model):
+    """Run a few training batches so the FCN branch's running statistics are not the identity."""
+    model.train()
+    g = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(4, 7, D, generator=g) * 2 + 1, None, torch.tensor(LENGTHS))
+    return model.eval()
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
@@ -36,6 +47,59 @@ def test_classifier_ragged_batch_equals_single_sequences(pooling, encoder):
     torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-6)
     alone_no_lengths = torch.cat([model(s)[0] for s in singles])
     torch.testing.assert_close(batch, alone_no_lengths, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_classifier_with_fcn_branch_ragged_batch_equals_single_sequences(pooling):
+    torch.manual_seed(0)
+    model = trained_norms(SequenceClassifier(D, 4, hidden_size=6, pooling=pooling, **FCN))
+    x, lengths, singles = ragged(3, pad_value=-5.0)
+    batch, _ = model(x, None, lengths)
+    alone = torch.cat([model(s)[0] for s in singles])
+    torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_fcn_branch_is_conv_batchnorm_relu_blocks_then_a_mean_over_real_steps():
+    """Against a plain loop: each sequence alone, Keras-style 'same' padding (the extra zero after
+    the end for even widths), training-mode statistics of the real steps only."""
+    from rnnkit.models.classifier import ConvBranch
+    torch.manual_seed(0)
+    branch = ConvBranch(D, (5, 6), (4, 3))
+    x, lengths, singles = ragged(4, pad_value=9.0)
+    got = branch(x, lengths)  # training mode: batch statistics
+    ys = [s[0].T for s in singles]  # (D, L) each
+    for conv, norm, k in zip(branch.convs, branch.norms, branch.widths):
+        zs = [torch.nn.functional.conv1d(torch.nn.functional.pad(y, ((k - 1) // 2, k // 2))[None],
+                                         conv.weight, conv.bias)[0] for y in ys]  # (C, L) each
+        every = torch.cat(zs, dim=1)  # (C, Σ L): the real steps of the batch
+        mean, var = every.mean(1, keepdim=True), every.var(1, unbiased=False, keepdim=True)
+        ys = [torch.relu((z - mean) / torch.sqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None])
+              for z in zs]
+    want = torch.stack([y.mean(1) for y in ys])
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    unbiased = every.var(1, unbiased=True)
+    torch.testing.assert_close(branch.norms[-1].running_var, 0.9 + 0.1 * unbiased)
+    torch.testing.assert_close(branch.norms[-1].running_mean, 0.1 * every.mean(1))
+    # without lengths, the masked norm is nn.BatchNorm1d's own
+    full = torch.randn(3, 6, D)
+    plain = ConvBranch(D, (4,), (3,))
+    ref = torch.nn.BatchNorm1d(4)
+    y = plain.convs[0](torch.nn.functional.pad(full.transpose(1, 2), (1, 1)))
+    torch.testing.assert_close(plain(full), torch.relu(ref(y)).mean(2))
+    torch.testing.assert_close(plain.norms[0].running_var, ref.running_var)
+
+
+def test_fcn_branch_trains_and_joins_the_output_layer():
+    torch.manual_seed(0)
+    model = SequenceClassifier(D, 3, hidden_size=4, pooling="mean", **FCN)
+    assert model.head.in_features == 2 * 4 + 6
+    out, _ = model(torch.randn(2, 5, D), None, torch.tensor([5, 3]))
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with pytest.raises(ValueError, match="one entry per block"):
+        SequenceClassifier(D, 2, fcn_channels=(4, 4), fcn_widths=(3,))
+    with pytest.raises(ValueError, match="token ids"):
+        SequenceClassifier(10, 2, embedding=True, fcn_channels=(4,), fcn_widths=(3,))
 
 
 @pytest.mark.parametrize("encoder", ENCODERS[:3] + ENCODERS[4:], ids=["lstm", "bigru", "peephole", "conv-bigru"])

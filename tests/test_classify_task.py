@@ -89,6 +89,7 @@ def test_standardisation_uses_training_statistics_only(tmp_path):
 
 @pytest.mark.parametrize("task_name,data,model", [
     ("classify", {"source": "larger"}, {"pooling": "attention", "bidirectional": True}),
+    ("classify", {"source": "larger"}, {"pooling": "mean", "fcn_channels": [4, 5], "fcn_widths": [4, 3]}),
     ("classify", {"source": "order", "alphabet": 4}, {"architecture": "window_mlp", "pooling": "max", "window": 3}),
     ("tag", {"source": "parity"}, {"cell": "lstm", "variant": "peephole"}),
     ("tag", {"source": "copy", "delay": 2, "symbols": 2, "alphabet": 3}, {"cell": "lstm"}),
@@ -194,6 +195,14 @@ def test_model_config_errors():
         load_config({"task": "classify", "model": {"cell": "gru", "chrono": 50}})
     with pytest.raises(ConfigError, match="data.path"):
         load_config({"task": "tag", "data": {"source": "file"}})
+    with pytest.raises(ConfigError, match=r"model.fcn_widths = \[8, 5, 3\]: expected one width per block"):
+        load_config({"task": "classify", "model": {"fcn_channels": [16, 16]}})
+    with pytest.raises(ConfigError, match="model.fcn_channels.*window_mlp"):
+        load_config({"task": "classify", "model": {"architecture": "window_mlp", "pooling": "max",
+                                                   "fcn_channels": [4], "fcn_widths": [3]}})
+    with pytest.raises(ConfigError, match="model.fcn_channels.*tagger"):
+        get_task("tag")(load_config({"task": "tag", "data": {"source": "parity"},
+                                     "model": {"fcn_channels": [4], "fcn_widths": [3]}}))
 
 
 @pytest.mark.parametrize("name", ["classify-japanese-vowels", "classify-digits", "classify-basicmotions", "adding",
@@ -329,3 +338,27 @@ def test_distillation_matches_the_teachers_softened_answers(tmp_path):
             task.train_batches(0)
     with pytest.raises(ConfigError, match="single model"):
         load_config(recipe(tmp_path, model={"teacher": str(teacher_dir), "ensemble": 3}, name="x.yaml"))
+
+
+@pytest.mark.parametrize("task_name,data", [("classify", {"source": "larger"}), ("tag", {"source": "parity"})])
+def test_label_smoothing_trains_on_softened_targets_and_evaluates_plain(tmp_path, task_name, data):
+    config = load_config(recipe(tmp_path, task_name, data=data, model={"label_smoothing": 0.2}))
+    task = get_task(task_name)(config)
+    task.prepare_data()
+    torch.manual_seed(0)
+    model = task.build_model()
+    batch = next(iter(task.train_batches(0)))
+    K = task.num_outputs
+    for training in (True, False):
+        model.train(training)
+        with torch.no_grad():
+            out = task.compute_loss(model, batch, None)
+            logits, _ = model(batch.inputs, None, batch.lengths)
+        logp = logits.float().log_softmax(-1).reshape(-1, K)
+        y = batch.targets.reshape(-1)
+        real = y >= 0
+        logp, y = logp[real], y[real]
+        s = 0.2 if training else 0.0
+        soft = torch.full_like(logp, s / K)
+        soft[torch.arange(len(y)), y] += 1 - s
+        torch.testing.assert_close(out.loss, -(soft * logp).sum(-1).mean(), rtol=1e-5, atol=1e-6)

@@ -19,6 +19,14 @@ recurrence; steps past a sequence's end count as zeros, as if it were run alone.
 So the answer for a sequence never depends on what it was batched with: the tests
 compare a ragged batch with each sequence run alone.
 
+The fully convolutional branch (`fcn_channels`; LSTM-FCN, Karim et al. 2017, after the
+FCN of Wang et al. 2017) runs beside the recurrence on the raw inputs: blocks of
+convolution ("same" padding) → batch norm → ReLU, then the mean over the real steps,
+concatenated with the pooled recurrent vector before the output layer. Its batch norm
+takes its statistics from real steps only and every block re-zeroes the padding, so
+here too a ragged batch answers as its sequences run alone (in eval mode; in training,
+batch norm's statistics are the batch's by design).
+
 `WindowMLP` is the lectures' feed-forward baseline: it sees the sequence only through
 windows of w steps, flattened in order (`ordered`) or averaged (`bag`, order-free),
 each through the same MLP, the window vectors pooled (mean or max) into class logits.
@@ -159,6 +167,66 @@ class Pooling(nn.Module):
         return (pooled, weights) if return_weights else pooled
 
 
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """Batch norm over (N, C, L) whose training statistics come from the real steps only.
+
+    In training, the mean and (biased) variance per channel are taken over the positions
+    where `mask` (N, L) is True, and the running statistics are updated with the unbiased
+    variance, as nn.BatchNorm1d does; in eval mode the running statistics are used.
+    """
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None or not self.training:
+            return super().forward(x)
+        m = mask.unsqueeze(1).to(x.dtype)  # (N, 1, L)
+        count = m.sum().clamp(min=1)
+        mean = (x * m).sum((0, 2)) / count  # (C,)
+        var = (((x - mean[None, :, None]) * m) ** 2).sum((0, 2)) / count
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            unbiased = var * count / (count - 1).clamp(min=1)
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+            self.running_var.lerp_(unbiased.detach(), self.momentum)
+        y = (x - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + self.eps)
+        return y * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+class ConvBranch(nn.Module):
+    """The FCN branch: [Conv1d(k_i, same padding) → MaskedBatchNorm → ReLU] per block, then the
+    mean over the real steps: (N, L, D) → (N, C_last).
+
+    Widths may be even ("same" padding then puts the extra zero after the sequence, as Keras
+    does); padding is zeroed before every block, so past a sequence's end reads as zeros.
+    """
+
+    def __init__(self, input_size: int, channels: tuple[int, ...], widths: tuple[int, ...]):
+        super().__init__()
+        if len(channels) != len(widths) or not channels:
+            raise ValueError(f"fcn_channels and fcn_widths need one entry per block, got {list(channels)} and "
+                             f"{list(widths)}")
+        if min(channels) < 1 or min(widths) < 1:
+            raise ValueError(f"fcn_channels and fcn_widths must be >= 1, got {list(channels)} and {list(widths)}")
+        self.widths = tuple(widths)
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        c_in = input_size
+        for c, k in zip(channels, widths):
+            self.convs.append(nn.Conv1d(c_in, c, k))
+            self.norms.append(MaskedBatchNorm1d(c))
+            c_in = c
+        self.output_size = c_in
+
+    def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
+        N, L, _ = x.shape
+        mask = length_mask(lengths, N, L, x.device)  # (N, L)
+        m = mask.unsqueeze(1).to(x.dtype)  # (N, 1, L)
+        y = x.transpose(1, 2)  # (N, D, L)
+        for conv, norm, k in zip(self.convs, self.norms, self.widths):
+            y = F.pad(y * m, ((k - 1) // 2, k // 2))  # zeros at padding and past both ends
+            y = torch.relu(norm(conv(y), mask))  # (N, C, L)
+        return (y * m).sum(2) / m.sum(2).clamp(min=1)  # (N, C)
+
+
 class SequenceClassifier(nn.Module):
     """Many-to-one: a sequence → K class logits (or K real outputs for regression).
 
@@ -166,6 +234,8 @@ class SequenceClassifier(nn.Module):
         input_size: D (or V with `embedding`). num_outputs: K.
         pooling: last, mean, max or attention.
         dropout: between recurrent layers and on the pooled vector.
+        fcn_channels, fcn_widths: blocks of a fully convolutional branch beside the recurrence
+            (LSTM-FCN; e.g. (128, 256, 128) and (8, 5, 3)); () for none.
         the rest: as `SequenceEncoder`.
 
     `forward(x, state=None, lengths=None) -> (logits (N, K), state)`.
@@ -174,17 +244,26 @@ class SequenceClassifier(nn.Module):
     def __init__(self, input_size: int, num_outputs: int, cell: str = "lstm", hidden_size: int = 64,
                  num_layers: int = 1, bidirectional: bool = False, pooling: str = "last", dropout: float = 0.0,
                  projection_size: int = 0, embedding: bool = False, conv_width: int = 0, conv_channels: int = 0,
-                 **cell_options):
+                 fcn_channels: tuple[int, ...] = (), fcn_widths: tuple[int, ...] = (), **cell_options):
         super().__init__()
         self.encoder = SequenceEncoder(input_size, cell, hidden_size, num_layers, bidirectional, dropout,
                                        projection_size, embedding, conv_width, conv_channels, **cell_options)
         self.pool = Pooling(pooling, self.encoder.output_size, bidirectional)
+        self.fcn = None
+        features = self.encoder.output_size
+        if fcn_channels or fcn_widths:
+            if embedding:
+                raise ValueError("the convolutional branch reads real-valued features, not token ids (embedding)")
+            self.fcn = ConvBranch(input_size, tuple(fcn_channels), tuple(fcn_widths))
+            features += self.fcn.output_size
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(self.encoder.output_size, num_outputs)
+        self.head = nn.Linear(features, num_outputs)
 
     def forward(self, x: torch.Tensor, state: State | None = None, lengths=None):
         h, state = self.encoder(x, state, lengths)  # (N, L, dirs·H)
         z = self.pool(h, lengths)  # (N, dirs·H)
+        if self.fcn is not None:
+            z = torch.cat([z, self.fcn(x, lengths)], dim=-1)  # (N, dirs·H + C)
         return self.head(self.drop(z)), state  # (N, K)
 
     @torch.no_grad()

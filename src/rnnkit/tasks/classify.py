@@ -132,6 +132,11 @@ class SequenceModelConfig(Section):
     conv_width: int = option(0, ge=0, help="k (odd): a convolution over time of width k with ReLU before the "
                                            "recurrence (0: none)")
     conv_channels: int = option(0, ge=0, help="the convolution's output channels (0: as many as its inputs)")
+    fcn_channels: list[int] = option(default_factory=list, help="classify: channels of the blocks of a fully "
+                                     "convolutional branch beside the recurrence (LSTM-FCN), e.g. [128, 256, 128]; "
+                                     "[] none")
+    fcn_widths: list[int] = option(default_factory=lambda: [8, 5, 3], help="the branch's kernel widths, one per "
+                                                                           "block")
     dropout: float = option(0.0, ge=0, lt=1, help="between layers and before the output layer")
     window: int = option(5, ge=1, help="window_mlp: steps per window")
     window_mode: Literal["ordered", "bag"] = option("ordered", help="window_mlp: flatten the window in order, "
@@ -144,6 +149,8 @@ class SequenceModelConfig(Section):
     distill_weight: float = option(0.5, ge=0, le=1, help="distillation: the share of the loss that matches the "
                                                           "teacher (the rest is cross-entropy with the labels)")
     distill_temperature: float = option(2.0, gt=0, help="distillation: T, both answers are softened as softmax(z/T)")
+    label_smoothing: float = option(0.0, ge=0, lt=1, help="classes: training targets (1 - s)·one-hot + s/K "
+                                                            "(evaluation reports the plain cross-entropy)")
 
     def check(self):
         check_cell(self.cell)
@@ -153,6 +160,13 @@ class SequenceModelConfig(Section):
             raise ConfigError("pooling", self.pooling, "mean or max for architecture window_mlp")
         if self.conv_width % 2 == 0 and self.conv_width:
             raise ConfigError("conv_width", self.conv_width, "0 (off) or odd (a window centred on each step)")
+        if self.fcn_channels and len(self.fcn_widths) != len(self.fcn_channels):
+            raise ConfigError("fcn_widths", self.fcn_widths, f"one width per block of fcn_channels "
+                                                             f"({len(self.fcn_channels)} blocks)")
+        if any(v < 1 for v in list(self.fcn_channels) + list(self.fcn_widths)):
+            raise ConfigError("fcn_channels", self.fcn_channels, "channels and widths >= 1")
+        if self.fcn_channels and self.architecture != "rnn":
+            raise ConfigError("fcn_channels", self.fcn_channels, "[] for architecture window_mlp")
         if self.teacher and self.ensemble > 1:
             raise ConfigError("teacher", self.teacher, "'' with model.ensemble > 1 (distil into a single model)")
 
@@ -179,6 +193,9 @@ class Classify(Task):
             raise ConfigError("data.crop", self.data_config.crop, "1 for a tagger (every step has its own target)")
         if self.per_step and self.model_config.teacher:
             raise ConfigError("model.teacher", self.model_config.teacher, "'' for a tagger (classification only)")
+        if self.per_step and self.model_config.fcn_channels:
+            raise ConfigError("model.fcn_channels", self.model_config.fcn_channels, "[] for a tagger (the branch "
+                                                                                    "answers once per sequence)")
         self._teacher = None  # (model, input rescaling) once training starts
 
     # -- data ------------------------------------------------------------------------------
@@ -291,7 +308,8 @@ class Classify(Task):
         else:
             model = SequenceClassifier(D, K, m.cell, m.hidden_size, m.num_layers, m.bidirectional, m.pooling,
                                        m.dropout, m.projection_size, conv_width=m.conv_width,
-                                       conv_channels=m.conv_channels, **cell_options(m))
+                                       conv_channels=m.conv_channels, fcn_channels=tuple(m.fcn_channels),
+                                       fcn_widths=tuple(m.fcn_widths) if m.fcn_channels else (), **cell_options(m))
         if m.chrono and m.architecture == "rnn":
             chrono_init(model.encoder.rnn, m.chrono)
         return model
@@ -329,13 +347,16 @@ class Classify(Task):
         return self._batches(self.splits[split], self.data_config.eval_batch_size)
 
     # -- loss and metrics ------------------------------------------------------------------
-    def _loss(self, out: torch.Tensor, y: torch.Tensor, num_items: int) -> torch.Tensor:
+    def _loss(self, out: torch.Tensor, y: torch.Tensor, num_items: int, training: bool = False) -> torch.Tensor:
+        """Mean loss per item; label smoothing (training only: evaluation reports the plain cross-entropy)."""
         if self.meta["kind"] == "value":
             return F.mse_loss(out.squeeze(-1), y.float())
+        smoothing = self.model_config.label_smoothing if training else 0.0
         if self.per_step:
-            loss = F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum")
+            loss = F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum",
+                                   label_smoothing=smoothing)
             return loss / max(num_items, 1)
-        return F.cross_entropy(out, y)
+        return F.cross_entropy(out, y, label_smoothing=smoothing)
 
     def _load_teacher(self, run_dir: str):
         """The teacher's model (eval mode, on CPU unless ours moves it) and the affine map from our
@@ -380,13 +401,13 @@ class Classify(Task):
         if self.model_config.ensemble > 1 and model.training:  # each member on its own loss
             members, state = model(batch.inputs, None, batch.lengths, members=True)  # (E, N, ..., K)
             members = members.float()
-            loss = torch.stack([self._loss(o, y, batch.num_items) for o in members]).mean()
+            loss = torch.stack([self._loss(o, y, batch.num_items, True) for o in members]).mean()
             out = (members.mean(0) if self.meta["kind"] == "value" else
                    torch.logsumexp(members.log_softmax(-1), 0))  # the ensemble's answer, up to a constant
         else:
             out, state = model(batch.inputs, None, batch.lengths)  # (N, K) or (N, L, K)
             out = out.float()
-            loss = self._loss(out, y, batch.num_items)
+            loss = self._loss(out, y, batch.num_items, model.training)
             if self._teacher is not None and model.training:
                 w = self.model_config.distill_weight
                 loss = (1 - w) * loss + w * self._distill(out, batch)
