@@ -114,7 +114,7 @@ def measure_peak(sizes=(1024, 2048, 4096), reps: int = 5) -> tuple[float, float]
     (torch.mm, i.e. the BLAS torch was built with; rnnkit's own blocked kernel, which
     its C++ loops use, or nan without the extension). On CPUs where the BLAS is not
     tuned (MKL on AMD) the second is the higher and the honest peak."""
-    own = kernels.extension.mm if kernels.extension.available() else None
+    own = kernels.extension.own_mm if kernels.extension.available() else None
     best = {"blas": 0.0, "own": float("nan") if own is None else 0.0}
     for size in sizes:
         a, b = torch.randn(size, size), torch.randn(size, size)

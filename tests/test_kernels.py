@@ -245,6 +245,40 @@ def test_two_threads_larger_shapes(cell_id, skip, n_batch, hidden, monkeypatch):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("gemm", ["own", "torch"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("cell_id", ["lstm-peephole", "lstm-fgr", "gru-standard", "gru-original", "rnn-relu"])
+def test_either_kernel_of_the_large_products_matches_the_reference(cell_id, dtype, gemm, use_backend, monkeypatch):
+    """The input projection and the gradient products, by the extension's own kernel or by torch.mm."""
+    use_backend("cpp")
+    monkeypatch.setitem(extension._state, "gemm", gemm)
+    calls = []
+    real_own = extension.own_mm
+    monkeypatch.setattr(extension, "own_mm", lambda *a: calls.append(1) or real_own(*a))
+    layer = build(cell_id, dtype, skip=2)
+    x, state = inputs(layer, dtype)
+    got = run_layer(layer, x, state, LENGTHS)
+    assert bool(calls) == (gemm == "own")
+    monkeypatch.setenv("RNNKIT_KERNEL", "loop")
+    want = run_layer(layer, x, state, LENGTHS)
+    atol, rtol = tolerance(dtype)
+    for a, b in zip([got[0], *got[1], *got[2]], [want[0], *want[1], *want[2]]):
+        torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
+
+
+def test_the_large_products_kernel_is_chosen_by_vendor_or_by_the_environment(monkeypatch):
+    for vendor, env, want in (("GenuineIntel", "", "torch"), ("AuthenticAMD", "", "own"), ("", "", "own"),
+                              ("AuthenticAMD", "torch", "torch"), ("GenuineIntel", "own", "own"),
+                              ("GenuineIntel", "mkl", "torch")):
+        monkeypatch.setitem(extension._state, "gemm", None)
+        monkeypatch.setattr(extension, "_cpu_vendor", lambda: vendor)
+        monkeypatch.setenv("RNNKIT_GEMM", env)
+        assert extension.large_products() == want, (vendor, env)
+    assert extension.large_products() == "torch"  # fixed once chosen
+    monkeypatch.setenv("RNNKIT_GEMM", "own")
+    assert extension.large_products() == "torch"
+
+
 @pytest.mark.parametrize("cell_id", ["lstm-peephole", "gru-original", "rnn-relu"])
 def test_inference_mode(cell_id, monkeypatch):
     """Under torch.inference_mode the kernels save nothing and give the same outputs."""
