@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ..cells import make_cell
 from . import kernels
+from .dropout import dropout
 
 State = tuple[torch.Tensor, ...]
 
@@ -197,28 +198,42 @@ class Recurrent(nn.Module):
         return state
 
     # -- fused path: torch's kernels with our parameters -----------------------------
-    def _flat_weights(self) -> list[torch.Tensor]:
-        return [w for c in self.cells for w in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)]
-
     def _forward_fused(self, x, state: State, lengths):
         kind = self.cells[0].torch_kind
         run = {"lstm": torch.lstm, "gru": torch.gru,
                "rnn_tanh": torch.rnn_tanh, "rnn_relu": torch.rnn_relu}[kind]
-        hx = state if kind == "lstm" else state[0]
-        args = (self._flat_weights(), True, self.num_layers, self.dropout, self.training,
-                self.bidirectional)
-        if lengths is None:
-            result = run(x, hx, *args, False)
-        else:
+        dirs = self.num_directions
+        # torch's kernel drops out between its layers with its own CPU dropout, several
+        # times slower than rnnkit's; so in training on CPU each layer is one call
+        per_layer = (self.training and self.dropout > 0 and self.num_layers > 1
+                     and x.device.type == "cpu")
+        groups = [[k] for k in range(self.num_layers)] if per_layer else [list(range(self.num_layers))]
+        if lengths is not None:
             packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
             order, unorder = packed.sorted_indices, packed.unsorted_indices
-            hx = tuple(h.index_select(1, order) for h in hx) if kind == "lstm" else hx.index_select(1, order)
-            result = run(packed.data, packed.batch_sizes, hx, *args)
-            out = PackedSequence(result[0], packed.batch_sizes, order, unorder)
-            out, _ = pad_packed_sequence(out, total_length=x.shape[0])
-            finals = tuple(h.index_select(1, unorder) for h in result[1:])
-            return out, finals
-        return result[0], tuple(result[1:])
+            data, batch_sizes = packed.data, packed.batch_sizes  # (ΣL, D), (L,)
+            state = tuple(h.index_select(1, order) for h in state)
+        else:
+            data = x
+        finals = []
+        for layers in groups:
+            lo, hi = layers[0] * dirs, (layers[-1] + 1) * dirs  # cells lo..hi-1, their state rows
+            weights = [w for c in self.cells[lo:hi] for w in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)]
+            hx = tuple(h[lo:hi] for h in state)
+            hx = hx if kind == "lstm" else hx[0]
+            if per_layer and lo > 0:
+                data = self._between_layers(data)
+            args = (weights, True, len(layers), 0.0 if per_layer else self.dropout, self.training,
+                    self.bidirectional)
+            result = run(data, hx, *args, False) if lengths is None else run(data, batch_sizes, hx, *args)
+            data = result[0]
+            finals.append(result[1:])
+        final = tuple(torch.cat(parts) for parts in zip(*finals)) if per_layer else finals[0]
+        if lengths is None:
+            return data, tuple(final)
+        out = PackedSequence(data, batch_sizes, order, unorder)
+        out, _ = pad_packed_sequence(out, total_length=x.shape[0])
+        return out, tuple(h.index_select(1, unorder) for h in final)
 
     # -- loop path ------------------------------------------------------------------
     def _forward_loop(self, x, state: State, lengths):
@@ -253,7 +268,7 @@ class Recurrent(nn.Module):
         if self.variational:  # one mask per sequence, the same at every step
             keep = x.new_empty(1, *x.shape[1:]).bernoulli_(1 - self.dropout) / (1 - self.dropout)
             return x * keep
-        return nn.functional.dropout(x, self.dropout, training=True)
+        return dropout(x, self.dropout)
 
     def _run_direction(self, k: int, x, state: State, mask):
         """Run cell k over x (L, N, D_k) from `state`; returns outputs (L, N, H) and final state."""

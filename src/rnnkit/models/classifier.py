@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..layers import Recurrent
+from ..layers import Dropout, Recurrent
 
 POOLINGS = ("last", "mean", "max", "attention")
 State = tuple[torch.Tensor, ...]
@@ -256,7 +256,7 @@ class SequenceClassifier(nn.Module):
                 raise ValueError("the convolutional branch reads real-valued features, not token ids (embedding)")
             self.fcn = ConvBranch(input_size, tuple(fcn_channels), tuple(fcn_widths))
             features += self.fcn.output_size
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.head = nn.Linear(features, num_outputs)
 
     def forward(self, x: torch.Tensor, state: State | None = None, lengths=None):
@@ -290,7 +290,7 @@ class SequenceTagger(nn.Module):
         super().__init__()
         self.encoder = SequenceEncoder(input_size, cell, hidden_size, num_layers, bidirectional, dropout,
                                        projection_size, embedding, conv_width, conv_channels, **cell_options)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, num_outputs)
 
     def forward(self, x: torch.Tensor, state: State | None = None, lengths=None):
@@ -328,7 +328,7 @@ class WindowMLP(nn.Module):
         width = input_size * window if mode == "ordered" else input_size
         layers = []
         for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_size), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, hidden_size), nn.ReLU(), Dropout(dropout)]
             width = hidden_size
         self.mlp = nn.Sequential(*layers)
         self.head = nn.Linear(width, num_outputs)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import Recurrent
+from ..layers import Dropout, Recurrent
 from .mdn import Mixture, MixtureDensityHead, Point, PointHead, make_head  # noqa: F401 (re-exported)
 
 MULTI_STEP = ("direct", "recursive")
@@ -31,7 +31,7 @@ class _Member(nn.Module):
                  point_loss, ar_order, cell_options):
         super().__init__()
         self.rnn = Recurrent(cell, input_size, hidden_size, num_layers=num_layers, dropout=dropout, **cell_options)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.head = make_head(head, hidden_size, target_size, steps, components, point_loss)
         self.ar = None
         if ar_order:  # p lags -> S steps, shared by the channels; starts at zero (the plain RNN)
@@ -230,7 +230,7 @@ class MLPForecaster(nn.Module):
         super().__init__()
         layers, width = [], window * (target_size + feature_size)
         for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_size), nn.Tanh(), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, hidden_size), nn.Tanh(), Dropout(dropout)]
             width = hidden_size
         self.body = nn.Sequential(*layers)
         self.horizon, self.head_kind = horizon, head

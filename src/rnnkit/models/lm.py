@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import Recurrent
+from ..layers import Dropout, Recurrent
 
 State = tuple[torch.Tensor, ...]
 
@@ -47,7 +47,7 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.rnn = Recurrent(cell, embedding_size, hidden_size, num_layers=num_layers, dropout=dropout,
                              residual=residual, skip=skip, variational=variational, **cell_options)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
         if tie_weights:
             self.head.weight = self.embedding.weight

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..layers import Recurrent
+from ..layers import Dropout, Recurrent
 from ..metrics.music import frame_nll
 
 State = tuple[torch.Tensor, ...]
@@ -115,9 +115,9 @@ class PolyphonicModel(RollModel):
         if output not in OUTPUTS:
             raise ValueError(f"output {output!r}: expected one of {', '.join(OUTPUTS)}")
         self.keys, self.output = keys, output
-        self.input_drop = nn.Dropout(input_dropout)
+        self.input_drop = Dropout(input_dropout)
         self.rnn = Recurrent(cell, keys, hidden_size, num_layers=num_layers, dropout=dropout, **cell_options)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.head = nn.Linear(hidden_size, keys)
         self.within = None
         if output == "autoregressive":  # V: key k reads keys j < k of its own frame

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..layers import Recurrent
+from ..layers import Dropout, Recurrent
 from .attention import ATTENTION_KINDS, Attention
 
 
@@ -99,7 +99,7 @@ class Seq2Seq(nn.Module):
         self.attention = None if attention == "none" else Attention(attention, H, dirs * He)
         if self.attention is not None:
             self.combine = nn.Linear(H + dirs * He, H)  # W_c of h~ = tanh(W_c [h; c])
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out = nn.Linear(H, target_vocab_size)
         self.dirs = dirs
 
