@@ -270,6 +270,43 @@ def test_input_noise_perturbs_training_batches_only_at_real_steps_and_is_seeded(
         assert torch.equal(c.inputs, n.inputs)  # evaluation sees the data as it is
 
 
+def test_offset_noise_shifts_each_training_sequence_by_one_vector_and_is_seeded(tmp_path):
+    def batches(offset, split="train", epoch=0, noise=0.0):
+        config = load_config(recipe(tmp_path, data={"offset_noise": offset, "input_noise": noise}))
+        task = get_task("classify")(config)
+        task.prepare_data()
+        return list(task.train_batches(epoch) if split == "train" else task.eval_batches(split))
+
+    clean, shifted, again = batches(0.0), batches(0.7), batches(0.7)
+    shifts = []
+    for c, s, a in zip(clean, shifted, again):
+        assert torch.equal(c.targets, s.targets) and torch.equal(c.lengths, s.lengths)  # same order
+        assert torch.equal(s.inputs, a.inputs)  # seeded
+        real = torch.arange(c.inputs.shape[1])[None, :] < c.lengths[:, None]
+        diff = s.inputs - c.inputs  # (N, L, D)
+        assert torch.equal(s.inputs[~real], c.inputs[~real])  # padding untouched
+        for i in range(len(c.lengths)):
+            n = int(c.lengths[i])
+            torch.testing.assert_close(diff[i, :n], diff[i, :1].expand(n, -1))  # one vector per sequence
+            shifts.append(diff[i, 0])
+    shifts = torch.stack(shifts)  # (sequences, D)
+    assert shifts.std().item() == pytest.approx(0.7, rel=0.25)
+    assert not torch.allclose(shifts[0], shifts[1])  # each sequence its own
+    other = batches(0.7, epoch=1)[0].inputs - batches(0.0, epoch=1)[0].inputs
+    assert not torch.allclose(other[:, 0], (shifted[0].inputs - clean[0].inputs)[:, 0])  # new draws each epoch
+    # the per-step noise has its own stream: the offsets do not change its draws
+    noisy, both = batches(0.0, noise=0.3), batches(0.7, noise=0.3)
+    real = torch.arange(both[0].inputs.shape[1])[None, :] < both[0].lengths[:, None]
+    torch.testing.assert_close((both[0].inputs - shifted[0].inputs)[real], (noisy[0].inputs - clean[0].inputs)[real])
+    for c, s in zip(batches(0.0, "test"), batches(0.7, "test")):
+        assert torch.equal(c.inputs, s.inputs)  # evaluation sees the data as it is
+
+
+def test_offset_noise_must_not_be_negative(tmp_path):
+    with pytest.raises(ConfigError, match="offset_noise"):
+        load_config(recipe(tmp_path, data={"offset_noise": -0.1}))
+
+
 def test_random_crops_are_contiguous_parts_of_each_sequence_and_seeded(tmp_path):
     def batches(crop, split="train", epoch=0, noise=0.0):
         config = load_config(recipe(tmp_path, data={"crop": crop, "input_noise": noise, "length": 12,

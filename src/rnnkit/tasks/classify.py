@@ -82,6 +82,10 @@ class SequenceData(Section):
     standardize: bool = option(True, help="scale each feature to mean 0, std 1 on the training split")
     input_noise: float = option(0.0, ge=0, help="training only: Gaussian noise of this standard deviation "
                                                 "added to the (scaled) input features at every real step")
+    offset_noise: float = option(0.0, ge=0, help="training only: one Gaussian vector of this standard "
+                                                 "deviation per sequence, added to the (scaled) features at "
+                                                 "all its real steps (a constant shift, as a fixed linear "
+                                                 "channel gives cepstral features)")
     crop: float = option(1.0, gt=0, le=1, help="training only: each sequence is cut to a random contiguous part "
                                                "of at least this fraction of its steps (1: off; classify)")
     batch_size: int = option(32, ge=1, help="sequences per training batch")
@@ -316,8 +320,10 @@ class Classify(Task):
 
     # -- batches ---------------------------------------------------------------------------
     def _batches(self, data: SequenceSet, batch_size: int, generator=None, noise: float = 0.0,
-                 noise_generator=None, crop: float = 1.0, crop_generator=None):
-        return _Batches(SequenceBatches(data, batch_size, generator), noise, noise_generator, crop, crop_generator)
+                 noise_generator=None, crop: float = 1.0, crop_generator=None, offset: float = 0.0,
+                 offset_generator=None):
+        return _Batches(SequenceBatches(data, batch_size, generator), noise, noise_generator, crop, crop_generator,
+                        offset, offset_generator)
 
     def train_batches(self, epoch: int):
         if self.model_config.teacher and self._teacher is None:
@@ -327,11 +333,13 @@ class Classify(Task):
         if d.synthetic and d.fresh and epoch > 0:  # epoch 0 is the set prepare_data made
             data = self.scaler.apply(self._generate("train", 0, epoch))
         seed = self.config.run.seed
-        noise, crop = d.input_noise, d.crop
-        # noise and crops have their own seeded streams, so the batch order is the same with or without them
+        noise, crop, offset = d.input_noise, d.crop, d.offset_noise
+        # noise, offsets and crops have their own seeded streams, so the batch order is the
+        # same with or without them
         return self._batches(data, d.batch_size, epoch_generator(seed, epoch), noise,
                              epoch_generator(seed + 104729, epoch) if noise else None, crop,
-                             epoch_generator(seed + 130363, epoch) if crop < 1 else None)
+                             epoch_generator(seed + 130363, epoch) if crop < 1 else None, offset,
+                             epoch_generator(seed + 155921, epoch) if offset else None)
 
     def valid_batches(self):
         if "valid" not in self.splits:
@@ -515,12 +523,16 @@ class _Batches:
     """`Padded` batches as trainer `Batch`es (len() for the ETA), with optional input noise
     of standard deviation `noise` at the real steps, drawn from `noise_generator`, and
     optional random crops: each sequence of length l is cut to its steps s .. s+m-1, with
-    m uniform in ceil(crop·l) .. l and s uniform in 0 .. l−m, drawn from `crop_generator`."""
+    m uniform in ceil(crop·l) .. l and s uniform in 0 .. l−m, drawn from `crop_generator`, and
+    an optional offset per sequence: one Gaussian vector (D,) of standard deviation
+    `offset` added at all its real steps, drawn from `offset_generator`."""
 
     def __init__(self, padded, noise: float = 0.0, noise_generator: torch.Generator | None = None,
-                 crop: float = 1.0, crop_generator: torch.Generator | None = None):
+                 crop: float = 1.0, crop_generator: torch.Generator | None = None, offset: float = 0.0,
+                 offset_generator: torch.Generator | None = None):
         self.padded, self.noise, self.noise_generator = padded, noise, noise_generator
         self.crop, self.crop_generator = crop, crop_generator
+        self.offset, self.offset_generator = offset, offset_generator
 
     def __len__(self) -> int:
         return len(self.padded)
@@ -535,6 +547,12 @@ class _Batches:
                 real = length_mask(lengths, N, L).unsqueeze(-1).to(inputs.dtype)  # (N, L, 1)
                 eps = torch.randn(inputs.shape, generator=self.noise_generator, dtype=inputs.dtype)
                 inputs = inputs + self.noise * eps * real
+            if self.offset and inputs.is_floating_point():
+                N, L = inputs.shape[:2]
+                real = length_mask(lengths, N, L).unsqueeze(-1).to(inputs.dtype)  # (N, L, 1)
+                shift = torch.randn((N, 1, *inputs.shape[2:]), generator=self.offset_generator,
+                                    dtype=inputs.dtype)  # (N, 1, D): the same at every step
+                inputs = inputs + self.offset * shift * real
             yield Batch(inputs=inputs, targets=p.targets, lengths=lengths, size=p.size)
 
 
