@@ -307,6 +307,50 @@ def test_offset_noise_must_not_be_negative(tmp_path):
         load_config(recipe(tmp_path, data={"offset_noise": -0.1}))
 
 
+def test_random_warps_resample_each_sequence_linearly_keeping_its_ends():
+    from rnnkit.tasks.classify import random_warps
+    lengths = torch.tensor([9, 1, 20, 5])
+    N, L = 4, 20
+    t = torch.arange(L, dtype=torch.float32)
+    ramp = torch.stack([t, 3 * t + 1], dim=-1).expand(N, L, 2).clone()  # (N, L, 2)
+    ramp[torch.arange(L)[None, :] >= lengths[:, None]] = 0
+    out, new = random_warps(ramp, lengths, 0.3, torch.Generator().manual_seed(0))
+    assert out.shape == (N, int(new.max()), 2)
+    changed = 0
+    for i in range(N):
+        l, m = int(lengths[i]), int(new[i])
+        assert max(1, round(l * 0.7) - 1) <= m <= round(l * 1.3) + 1
+        changed += m != l
+        times = torch.linspace(0, l - 1, m) if m > 1 else torch.zeros(1)
+        torch.testing.assert_close(out[i, :m, 0], times)  # a ramp stays a ramp, ends kept
+        torch.testing.assert_close(out[i, :m, 1], 3 * times + 1)
+        assert torch.all(out[i, m:] == 0)
+    assert changed > 0
+    again, new_again = random_warps(ramp, lengths, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(again, out) and torch.equal(new_again, new)  # seeded
+
+
+def test_time_warp_is_training_only_and_refused_by_a_tagger(tmp_path):
+    def batches(warp, split="train"):
+        config = load_config(recipe(tmp_path, data={"time_warp": warp, "length": 12, "min_length": 4}))
+        task = get_task("classify")(config)
+        task.prepare_data()
+        return list(task.train_batches(0) if split == "train" else task.eval_batches(split))
+
+    plain, warped, again = batches(0.0), batches(0.25), batches(0.25)
+    assert any(not torch.equal(p.lengths, w.lengths) for p, w in zip(plain, warped))
+    for p, w, a in zip(plain, warped, again):
+        assert torch.equal(p.targets, w.targets)  # same sequences in the same order
+        assert torch.equal(w.inputs, a.inputs) and torch.equal(w.lengths, a.lengths)  # seeded
+    for p, w in zip(batches(0.0, "test"), batches(0.25, "test")):
+        assert torch.equal(p.inputs, w.inputs) and torch.equal(p.lengths, w.lengths)
+    with pytest.raises(ConfigError, match="time_warp"):
+        get_task("tag")(load_config(recipe(tmp_path, task="tag", data={"source": "parity", "time_warp": 0.2},
+                                           name="t.yaml")))
+    with pytest.raises(ConfigError, match="time_warp"):
+        load_config(recipe(tmp_path, data={"time_warp": 1.0}, name="w.yaml"))
+
+
 def test_random_crops_are_contiguous_parts_of_each_sequence_and_seeded(tmp_path):
     def batches(crop, split="train", epoch=0, noise=0.0):
         config = load_config(recipe(tmp_path, data={"crop": crop, "input_noise": noise, "length": 12,

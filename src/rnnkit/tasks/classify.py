@@ -86,6 +86,9 @@ class SequenceData(Section):
                                                  "deviation per sequence, added to the (scaled) features at "
                                                  "all its real steps (a constant shift, as a fixed linear "
                                                  "channel gives cepstral features)")
+    time_warp: float = option(0.0, ge=0, lt=1, help="training only: each sequence is resampled (linear "
+                                                    "interpolation) to its length times a factor uniform in "
+                                                    "1 ± time_warp (0: off; classify)")
     crop: float = option(1.0, gt=0, le=1, help="training only: each sequence is cut to a random contiguous part "
                                                "of at least this fraction of its steps (1: off; classify)")
     batch_size: int = option(32, ge=1, help="sequences per training batch")
@@ -195,6 +198,9 @@ class Classify(Task):
         self.last_confusion: np.ndarray | None = None
         if self.per_step and self.data_config.crop < 1:
             raise ConfigError("data.crop", self.data_config.crop, "1 for a tagger (every step has its own target)")
+        if self.per_step and self.data_config.time_warp:
+            raise ConfigError("data.time_warp", self.data_config.time_warp,
+                              "0 for a tagger (every step has its own target)")
         if self.per_step and self.model_config.teacher:
             raise ConfigError("model.teacher", self.model_config.teacher, "'' for a tagger (classification only)")
         if self.per_step and self.model_config.fcn_channels:
@@ -321,9 +327,9 @@ class Classify(Task):
     # -- batches ---------------------------------------------------------------------------
     def _batches(self, data: SequenceSet, batch_size: int, generator=None, noise: float = 0.0,
                  noise_generator=None, crop: float = 1.0, crop_generator=None, offset: float = 0.0,
-                 offset_generator=None):
+                 offset_generator=None, warp: float = 0.0, warp_generator=None):
         return _Batches(SequenceBatches(data, batch_size, generator), noise, noise_generator, crop, crop_generator,
-                        offset, offset_generator)
+                        offset, offset_generator, warp, warp_generator)
 
     def train_batches(self, epoch: int):
         if self.model_config.teacher and self._teacher is None:
@@ -333,13 +339,14 @@ class Classify(Task):
         if d.synthetic and d.fresh and epoch > 0:  # epoch 0 is the set prepare_data made
             data = self.scaler.apply(self._generate("train", 0, epoch))
         seed = self.config.run.seed
-        noise, crop, offset = d.input_noise, d.crop, d.offset_noise
-        # noise, offsets and crops have their own seeded streams, so the batch order is the
-        # same with or without them
+        noise, crop, offset, warp = d.input_noise, d.crop, d.offset_noise, d.time_warp
+        # noise, offsets, crops and warps have their own seeded streams, so the batch order
+        # is the same with or without them
         return self._batches(data, d.batch_size, epoch_generator(seed, epoch), noise,
                              epoch_generator(seed + 104729, epoch) if noise else None, crop,
                              epoch_generator(seed + 130363, epoch) if crop < 1 else None, offset,
-                             epoch_generator(seed + 155921, epoch) if offset else None)
+                             epoch_generator(seed + 155921, epoch) if offset else None, warp,
+                             epoch_generator(seed + 181081, epoch) if warp else None)
 
     def valid_batches(self):
         if "valid" not in self.splits:
@@ -525,14 +532,17 @@ class _Batches:
     optional random crops: each sequence of length l is cut to its steps s .. s+m-1, with
     m uniform in ceil(crop·l) .. l and s uniform in 0 .. l−m, drawn from `crop_generator`, and
     an optional offset per sequence: one Gaussian vector (D,) of standard deviation
-    `offset` added at all its real steps, drawn from `offset_generator`."""
+    `offset` added at all its real steps, drawn from `offset_generator`, and optional time
+    warps (`random_warps`, drawn from `warp_generator`). Order: warp, crop, noise, offset."""
 
     def __init__(self, padded, noise: float = 0.0, noise_generator: torch.Generator | None = None,
                  crop: float = 1.0, crop_generator: torch.Generator | None = None, offset: float = 0.0,
-                 offset_generator: torch.Generator | None = None):
+                 offset_generator: torch.Generator | None = None, warp: float = 0.0,
+                 warp_generator: torch.Generator | None = None):
         self.padded, self.noise, self.noise_generator = padded, noise, noise_generator
         self.crop, self.crop_generator = crop, crop_generator
         self.offset, self.offset_generator = offset, offset_generator
+        self.warp, self.warp_generator = warp, warp_generator
 
     def __len__(self) -> int:
         return len(self.padded)
@@ -540,6 +550,8 @@ class _Batches:
     def __iter__(self):
         for p in self.padded:
             inputs, lengths = p.inputs, p.lengths
+            if self.warp and inputs.is_floating_point():
+                inputs, lengths = random_warps(inputs, lengths, self.warp, self.warp_generator)
             if self.crop < 1:
                 inputs, lengths = random_crops(inputs, lengths, self.crop, self.crop_generator)
             if self.noise and inputs.is_floating_point():
@@ -554,6 +566,31 @@ class _Batches:
                                     dtype=inputs.dtype)  # (N, 1, D): the same at every step
                 inputs = inputs + self.offset * shift * real
             yield Batch(inputs=inputs, targets=p.targets, lengths=lengths, size=p.size)
+
+
+def random_warps(inputs: torch.Tensor, lengths: torch.Tensor, fraction: float, generator: torch.Generator | None):
+    """Resample each padded sequence (N, L, D) of `lengths` l to m = round(l·s) steps, s uniform
+    in 1 ± fraction (m ≥ 1), by linear interpolation between its frames: step j of the result is
+    the sequence at time j·(l − 1)/(m − 1), so the first and last frames are kept. Returns
+    (inputs (N, max m, D), m); padding is zeros."""
+    N = inputs.shape[0]
+    lengths = torch.as_tensor(lengths)
+    scale = 1 + fraction * (2 * torch.rand(N, generator=generator, dtype=torch.float64) - 1)
+    new = torch.round(lengths.double() * scale).long().clamp(min=1)  # (N,)
+    steps = torch.arange(int(new.max()), dtype=torch.float64)[None, :]  # (1, L')
+    stride = (lengths - 1).double() / (new - 1).clamp(min=1).double()  # (N,)
+    at = torch.minimum(steps * stride[:, None], (lengths - 1).double()[:, None])  # (N, L') source times
+    lo = at.floor().long()
+    hi = torch.minimum(lo + 1, (lengths - 1)[:, None])
+    w = (at - lo.double()).to(inputs.dtype).unsqueeze(-1)  # (N, L', 1)
+    expand = (-1, -1, *inputs.shape[2:])
+
+    def rows(index):
+        return inputs.gather(1, index.view(*index.shape, *([1] * (inputs.dim() - 2))).expand(*expand))
+
+    out = rows(lo) * (1 - w) + rows(hi) * w
+    real = length_mask(new, N, out.shape[1]).view(N, -1, *([1] * (inputs.dim() - 2)))
+    return out * real.to(out.dtype), new
 
 
 def random_crops(inputs: torch.Tensor, lengths: torch.Tensor, fraction: float, generator: torch.Generator | None):
