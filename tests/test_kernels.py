@@ -294,6 +294,27 @@ def test_inference_mode(cell_id, monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cell_id", ["lstm-peephole", "gru-standard", "rnn-tanh"])
+def test_the_loop_saves_for_backward_only_when_a_graph_is_built(cell_id, backend, use_backend, monkeypatch):
+    """Parameters keep requires_grad under no_grad and inference_mode; the loop must still
+    not store its (L, N, G·H) activations there, and must store them when training."""
+    use_backend(backend)
+    module = backend_module(backend)
+    layer = build(cell_id, torch.float32)
+    x = torch.randn(N, L, layer.input_size)
+    saves = []
+    real = module.forward
+    monkeypatch.setattr(module, "forward", lambda *a, **k: saves.append(a[11]) or real(*a, **k))
+    with torch.inference_mode():
+        layer(x, lengths=LENGTHS)
+    with torch.no_grad():
+        layer(x, lengths=LENGTHS)
+    assert saves == [False, False]
+    out, _ = layer(x, lengths=LENGTHS)
+    assert saves[-1] is True and out.requires_grad
+
+
 def test_unknown_cells_take_the_loop():
     """A cell the kernels do not describe (a user's own) runs Recurrent's own loop."""
     from rnnkit.cells import ElmanCell

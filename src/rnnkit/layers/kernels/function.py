@@ -104,22 +104,34 @@ class Recurrence(torch.autograd.Function):
     each step, x (L, N, D) with weight_ih and bias_in (then xp is None and never exists)."""
 
     @staticmethod
-    def forward(ctx, backend, spec, lengths, xp, x, weight_ih, bias_in, h_init, c0, g0, weight_hh,
-                bias_rec, weight_skip, peep, weight_gate):
-        save = any(ctx.needs_input_grad[3:])
+    def run(backend, spec, lengths, xp, x, weight_ih, bias_in, h_init, c0, g0, weight_hh,
+            bias_rec, weight_skip, peep, weight_gate, save):
+        """The forward loop: (hbuf, cs, gs, acts), the saved buffers only when `save`."""
         inside = {} if xp is not None else {"x": x, "weight_ih": weight_ih, "bias_in": bias_in}
-        hbuf, cs, gs, acts = backend.forward(spec, xp, h_init, c0, g0, weight_hh, bias_rec,
-                                             weight_skip, peep, weight_gate, lengths, save, **inside)
-        ctx.spec, ctx.backend = spec, backend
-        if save:
-            ctx.save_for_backward(hbuf, cs, gs, acts, weight_hh, bias_rec, weight_skip, peep,
-                                  weight_gate, lengths, x, weight_ih)
+        return backend.forward(spec, xp, h_init, c0, g0, weight_hh, bias_rec, weight_skip, peep,
+                               weight_gate, lengths, save, **inside)
+
+    @staticmethod
+    def outputs(hbuf, cs, gs):
         outputs = (hbuf,)
         if cs is not None:
             outputs += (cs[-1],)
         if gs is not None:
             outputs += (gs[-1],)
         return outputs
+
+    @staticmethod
+    def forward(ctx, backend, spec, lengths, xp, x, weight_ih, bias_in, h_init, c0, g0, weight_hh,
+                bias_rec, weight_skip, peep, weight_gate):
+        save = any(ctx.needs_input_grad[3:])
+        hbuf, cs, gs, acts = Recurrence.run(backend, spec, lengths, xp, x, weight_ih, bias_in, h_init,
+                                            c0, g0, weight_hh, bias_rec, weight_skip, peep,
+                                            weight_gate, save)
+        ctx.spec, ctx.backend = spec, backend
+        if save:
+            ctx.save_for_backward(hbuf, cs, gs, acts, weight_hh, bias_rec, weight_skip, peep,
+                                  weight_gate, lengths, x, weight_ih)
+        return Recurrence.outputs(hbuf, cs, gs)
 
     @staticmethod
     @once_differentiable
@@ -170,7 +182,12 @@ def run_direction(cell, x, state, mask, num_cell_states, skip=0, weight_skip=Non
     c0 = cell_state[1] if spec.has_cell_state else None
     g0 = torch.cat(cell_state[2:5], dim=1) if spec.gate_recurrence else None
     lengths = None if mask is None else mask[:, :, 0].sum(0)  # (N,)
-    results = Recurrence.apply(backend, spec, lengths, xp, *inputs, h_init, c0, g0, *params.as_tuple())
+    args = (backend, spec, lengths, xp, *inputs, h_init, c0, g0, *params.as_tuple())
+    if torch.is_grad_enabled():
+        results = Recurrence.apply(*args)
+    else:  # no graph: nothing is saved for a backward (parameters still say requires_grad)
+        hbuf, cs, gs, _ = Recurrence.run(*args, save=False)
+        results = Recurrence.outputs(hbuf, cs, gs)
     hbuf = results[0]
     L, off = x.shape[0], h_init.shape[0] - 1
     hs = hbuf[off + 1:]  # (L, N, H)
