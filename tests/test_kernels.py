@@ -315,6 +315,19 @@ def test_the_loop_saves_for_backward_only_when_a_graph_is_built(cell_id, backend
     assert saves[-1] is True and out.requires_grad
 
 
+@pytest.mark.parametrize("which", [0, 1], ids=["sigmoid", "tanh"])
+def test_the_extensions_float_activations_are_within_a_few_ulp(which):
+    """The gate math's own sigmoid and tanh (polynomial exp, reciprocal estimate and a
+    Newton step) against float64 torch, over the whole range a gate sees."""
+    backend_module("cpp")
+    x = torch.cat([torch.linspace(-100, 100, 400_001), torch.linspace(-1, 1, 100_001),
+                   torch.tensor([0.0, -0.0, 1e-30, -1e-30, 88.5, -88.5, 1e4, -1e4])])
+    got = torch.ops.rnnkit_recurrence.activation(x, which).double()
+    want = torch.sigmoid(x.double()) if which == 0 else torch.tanh(x.double())
+    ulp = torch.finfo(torch.float32).eps * want.abs().clamp_min(torch.finfo(torch.float32).tiny)
+    assert ((got - want).abs() <= 4 * ulp + 1e-38).all(), float(((got - want).abs() / ulp).max())
+
+
 def test_unknown_cells_take_the_loop():
     """A cell the kernels do not describe (a user's own) runs Recurrent's own loop."""
     from rnnkit.cells import ElmanCell
