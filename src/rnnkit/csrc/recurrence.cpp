@@ -30,9 +30,13 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <unistd.h>
 #include <cstring>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -133,9 +137,19 @@ RNNKIT_INLINE Vec<T> tanh(const Vec<T>& x) {
 
 struct Team {
   int id = 0, size = 1;
+  // With rows apart (row1 >= 0) this thread owns the batch rows [row0, row1) of every
+  // pass and product for the whole loop, and never waits for the others.
+  int64_t row0 = 0, row1 = -1;
+  bool rows() const { return row1 >= 0; }
+  // The same thread with its share of N rows to itself.
+  Team owning_rows(int64_t N) const {
+    Team t = *this;
+    std::tie(t.row0, t.row1) = share(N);
+    return t;
+  }
   void barrier() const {
 #ifdef _OPENMP
-    if (size > 1) {
+    if (size > 1 && !rows()) {
 #pragma omp barrier
     }
 #endif
@@ -172,6 +186,10 @@ struct Shape {
 // its rows, or, with fewer rows than threads, for its column range (whole vectors).
 template <typename T, typename F>
 void for_units(const Team& tm, int64_t N, int64_t H, const F& f) {
+  if (tm.rows()) {
+    for (int64_t n = tm.row0; n < tm.row1; ++n) f(n, int64_t(0), H);
+    return;
+  }
   if (N >= tm.size) {
     const auto [first, last] = tm.share(N);
     for (int64_t n = first; n < last; ++n) f(n, int64_t(0), H);
@@ -241,6 +259,15 @@ struct Operand {
   }
 };
 
+// Bytes of the packed operands (0 for those not packed).
+template <typename T>
+int64_t packed_bytes(std::initializer_list<const Operand<T>*> ops) {
+  int64_t bytes = 0;
+  for (const Operand<T>* o : ops)
+    if (o->data != nullptr) bytes += o->packed.numel() * int64_t(sizeof(T));
+  return bytes;
+}
+
 // MR rows of x against one packed block: out[m, :width] = init + x[m] · block.
 // GCC vector types (one vector register each) rather than at::vec: an array of them
 // stays in registers, an array of at::vec::Vectorized did not.
@@ -293,13 +320,14 @@ void product(const Team& tm, T* out, int64_t ldo, const T* init, int64_t ldi, co
              int64_t N, const Operand<T>& B, const at::TensorOptions& opts) {
   constexpr int64_t BLOCK = kBlock<T>;
   if (B.data != nullptr) {
-    const int64_t R = B.R, C = B.C;
-    const auto [first, last] = tm.share((C + BLOCK - 1) / BLOCK);
+    const int64_t R = B.R, C = B.C, nblocks = (C + BLOCK - 1) / BLOCK;
+    const auto [first, last] = tm.rows() ? std::pair<int64_t, int64_t>{0, nblocks} : tm.share(nblocks);
+    const int64_t n0 = tm.rows() ? tm.row0 : 0, n1 = tm.rows() ? tm.row1 : N;
     for (int64_t blk = first; blk < last; ++blk) {
       const int64_t c0 = blk * BLOCK, width = std::min(BLOCK, C - c0);
       const T* b = B.data + blk * R * BLOCK;
-      for (int64_t n = 0; n < N; n += kRows) {
-        const int64_t rows = std::min<int64_t>(kRows, N - n);
+      for (int64_t n = n0; n < n1; n += kRows) {
+        const int64_t rows = std::min<int64_t>(kRows, n1 - n);
         block_rows<T, kRows>(rows, x + n * ldx, ldx, 1, b, R, out + n * ldo + c0, ldo,
                              init == nullptr ? nullptr : init + n * ldi + c0, ldi, width);
       }
@@ -619,12 +647,32 @@ template <typename T, int NV, typename Init, typename Epi>
 void fused_step(const Team& tm, int64_t N, int64_t nblocks, const Segment<T>* segs, int nseg, const Init& init,
                 const Epi& epi) {
   constexpr int MR = NV == 4 ? kRows : NV == 3 ? (kRows * 4) / 3 : kRows;
-  const auto [first, last] = tm.share(nblocks);
+  const auto [first, last] = tm.rows() ? std::pair<int64_t, int64_t>{0, nblocks} : tm.share(nblocks);
+  const int64_t n0 = tm.rows() ? tm.row0 : 0, n1 = tm.rows() ? tm.row1 : N;
   for (int64_t blk = first; blk < last; ++blk)
-    for (int64_t n = 0; n < N; n += MR)
-      fused_rows<T, MR, NV>(std::min<int64_t>(MR, N - n), segs, nseg, blk,
+    for (int64_t n = n0; n < n1; n += MR)
+      fused_rows<T, MR, NV>(std::min<int64_t>(MR, n1 - n), segs, nseg, blk,
                             n, [&](int64_t m, T* acc) { init(blk, m, acc); },
                             [&](int64_t m, const T* acc) { epi(blk, m, acc); });
+}
+
+// Whether the threads of a loop should split the batch rows rather than the units
+// (the columns of the products). A row's state depends only on its own past, so with
+// rows apart each thread runs the whole sequence alone: no barrier per step and no
+// state crossing between cores. Each thread then reads all the packed weights every
+// step, so they must stay in its L2 cache; with units apart each reads only its share.
+// RNNKIT_SPLIT=rows|units overrides (for measurements and tests).
+inline bool rows_apart(int threads, int64_t N, int64_t weight_bytes) {
+  if (threads < 2 || N < 4 * threads) return false;
+  if (const char* e = std::getenv("RNNKIT_SPLIT")) {
+    if (std::strcmp(e, "rows") == 0) return true;
+    if (std::strcmp(e, "units") == 0) return false;
+  }
+  static const int64_t l2 = [] {
+    const long size = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return size > 0 ? int64_t(size) : int64_t(1) << 20;
+  }();
+  return weight_bytes <= l2;
 }
 
 // ---- the forward loop -------------------------------------------------------------------
@@ -672,16 +720,6 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
   Tensor rec = (gru || orig) ? at::empty({N, GH}, opts) : Tensor();
   Tensor rh = orig ? at::empty({N, H}, opts) : Tensor();
 
-  // Right operands, x · B with B = W^T
-  Operand<T> W, Wrz, Wn, S, Gt;
-  if (orig) {
-    Wrz = Operand<T>(w_hh->narrow(0, 0, 2 * H).t(), N);
-    Wn = Operand<T>(w_hh->narrow(0, 2 * H, H).t(), N);
-  } else if (w_hh.has_value()) {
-    W = Operand<T>(w_hh->t(), N);
-  }
-  if (d) S = Operand<T>(w_skip->t(), N);
-  if (fgr) Gt = Operand<T>(w_gate->t(), N);
   const Tensor peep_c = peep.has_value() ? peep->contiguous() : Tensor();
   const Tensor b_c = b_rec.has_value() ? b_rec->contiguous() : Tensor();
   const T* peep_p = peep_c.defined() ? peep_c.data_ptr<T>() : nullptr;
@@ -715,8 +753,14 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
     const T* bias_in = project && b_in.defined() ? b_in.data_ptr<T>() : nullptr;
     const Fused<T> FS = d && !gru ? Fused<T>(w_skip->t(), H, NV, inter) : Fused<T>();
     const Fused<T> FG = fgr ? Fused<T>(w_gate->t(), H, NV, inter) : Fused<T>();
-    if (gru && d) S = Operand<T>(w_skip->t(), N);  // GRU: the skip term joins x_n outside the reset gate
-    run_team(threads, [&](const Team& tm) {
+    // GRU: the skip term joins x_n outside the reset gate, by a product of its own
+    const Operand<T> S = gru && d ? Operand<T>(w_skip->t(), N) : Operand<T>();
+    const int64_t weight_bytes = int64_t(sizeof(T)) * (FW.packed.numel() + (project ? FX.packed.numel() : 0) +
+                                                       (FS.data ? FS.packed.numel() : 0) + (fgr ? FG.packed.numel() : 0)) +
+                                 packed_bytes<T>({&S});
+    const bool by_rows = rows_apart(threads, N, weight_bytes);
+    run_team(threads, [&](const Team& team) {
+      const Team tm = by_rows ? team.owning_rows(N) : team;
       for (int64_t t = 0; t < L; ++t) {
         const T* x_t = project ? nullptr : xb + t * N * GH;
         const T* hp = hb + (off + t) * NH;
@@ -791,7 +835,19 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
   }
 
   TORCH_CHECK(xb != nullptr, "rnnkit recurrence: this cell needs its input projected (xp)");
-  run_team(threads, [&](const Team& tm) {
+  // Right operands, x · B with B = W^T
+  Operand<T> W, Wrz, Wn, S, Gt;
+  if (orig) {
+    Wrz = Operand<T>(w_hh->narrow(0, 0, 2 * H).t(), N);
+    Wn = Operand<T>(w_hh->narrow(0, 2 * H, H).t(), N);
+  } else if (w_hh.has_value()) {
+    W = Operand<T>(w_hh->t(), N);
+  }
+  if (d) S = Operand<T>(w_skip->t(), N);
+  if (fgr) Gt = Operand<T>(w_gate->t(), N);
+  const bool by_rows = rows_apart(threads, N, packed_bytes<T>({&W, &Wrz, &Wn, &S, &Gt}));
+  run_team(threads, [&](const Team& team) {
+    const Team tm = by_rows ? team.owning_rows(N) : team;
     for (int64_t t = 0; t < L; ++t) {
       const T* x_t = xb + t * N * GH;
       const T* hp = hb + (off + t) * NH;
@@ -1043,8 +1099,10 @@ std::vector<Tensor> backward_impl(const Args& a, const Tensor& grad_hbuf, const 
   T* drh = orig ? d_rh.data_ptr<T>() : nullptr;
   const bool own = kOwnProducts || N <= kSmallRows;
   const int threads = team_size(own, N * H * (GH + (d ? GH : 0) + (fgr ? GH * 3 : 0)));
+  const bool by_rows = rows_apart(threads, N, packed_bytes<T>({&W, &Wrz, &Wn, &S, &Gm}));
 
-  run_team(threads, [&](const Team& tm) {
+  run_team(threads, [&](const Team& team) {
+    const Team tm = by_rows ? team.owning_rows(N) : team;
     for (int64_t t = L - 1; t >= 0; --t) {
       const T* dh = dHb + (off + t + 1) * NH;
       T* dhp = dHb + (off + t) * NH;
