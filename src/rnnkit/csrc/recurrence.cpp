@@ -430,7 +430,7 @@ struct LstmLayout {
 };
 
 // LSTM, one vector of units j..j+k: the gates' pre-activations p[block] -> act (G·H
-// row), c_new, h_new, and FGR's gates g_new (3H).
+// row; nullptr: not kept), c_new, h_new, and FGR's gates g_new (3H).
 template <typename T>
 RNNKIT_INLINE void lstm_cell(const LstmLayout& lay, int64_t H, int64_t j, int64_t k, const Vec<T>* p, const T* c,
                       const T* peep, T* act, T* c_new, T* h_new, T* g_new) {
@@ -443,26 +443,26 @@ RNNKIT_INLINE void lstm_cell(const LstmLayout& lay, int64_t H, int64_t j, int64_
     V a = p[lay.bi];
     if (flags & PEEP_I) a = a + V::loadu(peep + j, k) * cv;
     i = sigmoid(a);
-    i.store(act + lay.bi * H + j, k);
+    if (act != nullptr) i.store(act + lay.bi * H + j, k);
   }
   if (lay.bf >= 0) {
     V a = p[lay.bf];
     if (flags & PEEP_F) a = a + V::loadu(peep + H + j, k) * cv;
     f = sigmoid(a);
-    f.store(act + lay.bf * H + j, k);
+    if (act != nullptr) f.store(act + lay.bf * H + j, k);
   } else if (flags & COUPLED) {
     f = one - i;
   }
   V g = p[lay.bg];
   if (!(flags & NO_INPUT_ACT)) g = tanh(g);
-  g.store(act + lay.bg * H + j, k);
+  if (act != nullptr) g.store(act + lay.bg * H + j, k);
   const V cn = f * cv + i * g;
   cn.store(c_new + j, k);
   if (lay.bo >= 0) {
     V a = p[lay.bo];
     if (flags & PEEP_O) a = a + V::loadu(peep + 2 * H + j, k) * cn;
     o = sigmoid(a);
-    o.store(act + lay.bo * H + j, k);
+    if (act != nullptr) o.store(act + lay.bo * H + j, k);
   }
   const V y = (flags & NO_OUTPUT_ACT) ? cn : tanh(cn);
   (o * y).store(h_new + j, k);
@@ -755,9 +755,9 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
     const Fused<T> FG = fgr ? Fused<T>(w_gate->t(), H, NV, inter) : Fused<T>();
     // GRU: the skip term joins x_n outside the reset gate, by a product of its own
     const Operand<T> S = gru && d ? Operand<T>(w_skip->t(), N) : Operand<T>();
-    const int64_t weight_bytes = int64_t(sizeof(T)) * (FW.packed.numel() + (project ? FX.packed.numel() : 0) +
-                                                       (FS.data ? FS.packed.numel() : 0) + (fgr ? FG.packed.numel() : 0)) +
-                                 packed_bytes<T>({&S});
+    int64_t weight_bytes = FW.packed.numel() + (project ? FX.packed.numel() : 0);
+    weight_bytes += (FS.data ? FS.packed.numel() : 0) + (fgr ? FG.packed.numel() : 0);
+    weight_bytes = weight_bytes * int64_t(sizeof(T)) + packed_bytes<T>({&S});
     const bool by_rows = rows_apart(threads, N, weight_bytes);
     run_team(threads, [&](const Team& team) {
       const Team tm = by_rows ? team.owning_rows(N) : team;
@@ -808,7 +808,8 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
           if (lstm) {
             Vec<T> p[4];
             for (int64_t v = 0; v < NV; ++v) p[v] = Vec<T>::loadu(acc + v * VS);
-            lstm_cell<T>(a.lay, H, j0, j1 - j0, p, cp + n * H, peep_p, act + n * GH, cn + n * H, hn + n * H,
+            T* kept = save ? act + n * GH : nullptr;  // inference keeps no activations
+            lstm_cell<T>(a.lay, H, j0, j1 - j0, p, cp + n * H, peep_p, kept, cn + n * H, hn + n * H,
                          fgr ? gn + n * 3 * H : nullptr);
           } else if (gru) {
             const int64_t k = j1 - j0;
