@@ -21,6 +21,14 @@ allocator holds on to after freeing; it is the number the operating system
 charges. "training" = peak − baseline. The data tensor itself (8 bytes per
 token) is part of it and is shown separately.
 Goal (issue 3): TBPTT peak grows ≤ 1.1× from 10^4 to 10^6 tokens; full BPTT grows O(L).
+
+    python benchmarks/memory.py --per-step all        # memory per step of full BPTT, every cell
+
+`--per-step CELLS` (names as in benchmarks/speed.py, or `all`) runs full BPTT at two
+lengths (`--lengths`, default 200 and 1000) for each cell in the same model, each in a
+fresh process, and prints the growth of the peak per step, (peak(L2) − peak(L1)) /
+(L2 − L1), and its ratio to torch.nn.LSTM's measured the same way.
+Goal (issue 4): no more than 1.2× nn.LSTM's.
 """
 from __future__ import annotations
 
@@ -40,7 +48,23 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def child(mode: str, size: int, hidden: int, batch: int, threads: int) -> dict:
+def build_rnn(cell: str, size_in: int, hidden: int):
+    """The recurrent layer named as in benchmarks/speed.py (nn.LSTM: torch's own module)."""
+    from torch import nn
+
+    from rnnkit.layers import Recurrent
+
+    if cell == "nn.LSTM":
+        return nn.LSTM(size_in, hidden, batch_first=True)
+    from speed import CONFIGS  # benchmarks/speed.py, beside this file
+
+    name, options = CONFIGS[cell]
+    options = dict(options)
+    skip = options.pop("skip", 0)
+    return Recurrent(name, size_in, hidden, skip=skip, **options)
+
+
+def child(mode: str, size: int, hidden: int, batch: int, threads: int, cell: str = "lstm") -> dict:
     """Train one configuration in this (fresh) process; return the measurements."""
     import torch
 
@@ -59,11 +83,14 @@ def child(mode: str, size: int, hidden: int, batch: int, threads: int) -> dict:
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.embed = nn.Embedding(VOCAB, EMBED)
-            self.rnn = Recurrent("lstm", EMBED, hidden)
+            width = hidden if cell == "additive" else EMBED  # the additive cell has no input weights
+            self.embed = nn.Embedding(VOCAB, width)
+            self.rnn = Recurrent("lstm", width, hidden) if cell == "lstm" else build_rnn(cell, width, hidden)
             self.head = nn.Linear(hidden, VOCAB)
 
         def forward(self, x, state=None, reset=None):
+            if isinstance(self.rnn, nn.LSTM):  # full BPTT only: no state carried
+                return self.head(self.rnn(self.embed(x))[0]), None
             h, state = run_with_resets(self.rnn, self.embed(x), state, reset)  # (N, L, H)
             return self.head(h), state  # (N, L, V)
 
@@ -91,7 +118,9 @@ def child(mode: str, size: int, hidden: int, batch: int, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = build_config({
             "task": "memory_bench",
-            "trainer": {"bptt": BPTT if mode == "tbptt" else 0, "max_epochs": 1, "log_every": 10**9},
+            # a NaN (IRNN over 1000 steps) skips the update: the memory is what is measured
+            "trainer": {"bptt": BPTT if mode == "tbptt" else 0, "max_epochs": 1, "log_every": 10**9,
+                        "on_nonfinite": "skip"},
             "optim": {"name": "adam", "lr": 1e-3},
             "run": {"dir": os.path.join(tmp, "run"), "device": "cpu", "tensorboard": False},
         })
@@ -104,13 +133,28 @@ def child(mode: str, size: int, hidden: int, batch: int, threads: int) -> dict:
             "data_mb": size * 8 / 2**20 if mode == "tbptt" else 0.0}
 
 
-def run_fresh(mode: str, size: int, hidden: int, batch: int, threads: int) -> dict:
+def run_fresh(mode: str, size: int, hidden: int, batch: int, threads: int, cell: str = "lstm") -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", mode, str(size), "--hidden", str(hidden),
-                          "--batch", str(batch), "--threads", str(threads)], capture_output=True, text=True,
-                         check=False)
+                          "--batch", str(batch), "--threads", str(threads), "--cell", cell],
+                         capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"{mode} {size} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{cell} {mode} {size} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def per_step(cells: list[str], lengths: list[int], hidden: int, batch: int, threads: int) -> None:
+    """Growth of the peak per step of full BPTT for each cell, against nn.LSTM's."""
+    first, last = lengths
+    print(f"# full BPTT, peak RSS growth per step between L={first} and L={last}, fresh process each; "
+          f"H={hidden}, N={batch}")
+    print(f"{'cell':<14} {'peak MB L1':>10} {'peak MB L2':>10} {'MB/step':>8} {'× nn.LSTM':>9}")
+    reference = None
+    for cell in ["nn.LSTM"] + [c for c in cells if c != "nn.LSTM"]:
+        a, b = (run_fresh("full", n, hidden, batch, threads, cell) for n in lengths)
+        slope = (b["peak_mb"] - a["peak_mb"]) / (last - first)
+        reference = reference or slope
+        print(f"{cell:<14} {a['peak_mb']:>10.0f} {b['peak_mb']:>10.0f} {slope:>8.3f} {slope / reference:>9.2f}",
+              flush=True)
 
 
 def main() -> None:
@@ -120,10 +164,25 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=HIDDEN)
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--per-step", metavar="CELLS",
+                        help="comma list of cells (benchmarks/speed.py names) or all: memory per step of full BPTT")
+    parser.add_argument("--lengths", nargs=2, type=int, default=[200, 1000], help="the two lengths of --per-step")
+    parser.add_argument("--cell", default="lstm", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=2, metavar=("MODE", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), args.hidden, args.batch, args.threads)))
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.hidden, args.batch, args.threads,
+                               args.cell)))
+        return
+    if args.per_step:
+        from speed import CONFIGS
+
+        known = [c for c, v in CONFIGS.items() if v is not None]
+        cells = known if args.per_step == "all" else args.per_step.split(",")
+        unknown = [c for c in cells if c not in known and c != "nn.LSTM"]
+        if unknown:
+            parser.error(f"unknown cell(s) {unknown}; expected names from {known}")
+        per_step(cells, args.lengths, args.hidden, args.batch, args.threads)
         return
 
     import torch
