@@ -302,6 +302,41 @@ def test_offset_noise_shifts_each_training_sequence_by_one_vector_and_is_seeded(
         assert torch.equal(c.inputs, s.inputs)  # evaluation sees the data as it is
 
 
+def test_scale_noise_multiplies_each_feature_of_each_training_sequence_by_one_factor(tmp_path):
+    def batches(scale, split="train", epoch=0, offset=0.0):
+        config = load_config(recipe(tmp_path, data={"scale_noise": scale, "offset_noise": offset}))
+        task = get_task("classify")(config)
+        task.prepare_data()
+        return list(task.train_batches(epoch) if split == "train" else task.eval_batches(split))
+
+    clean, scaled, again = batches(0.0), batches(0.2), batches(0.2)
+    factors = []
+    for c, s, a in zip(clean, scaled, again):
+        assert torch.equal(c.targets, s.targets) and torch.equal(c.lengths, s.lengths)  # same order
+        assert torch.equal(s.inputs, a.inputs)  # seeded
+        real = torch.arange(c.inputs.shape[1])[None, :] < c.lengths[:, None]
+        assert torch.equal(s.inputs[~real], c.inputs[~real])  # padding untouched
+        for i in range(len(c.lengths)):
+            n = int(c.lengths[i])
+            x, y = c.inputs[i, :n].double(), s.inputs[i, :n].double()  # (n, D)
+            factor = (x * y).sum(0) / (x * x).sum(0)  # least squares per feature
+            torch.testing.assert_close(y, x * factor, atol=1e-5, rtol=1e-5)  # one factor per feature
+            factors.append(factor)
+    factors = torch.stack(factors)  # (sequences, D)
+    assert factors.mean().item() == pytest.approx(1.0, abs=0.05)
+    assert factors.std().item() == pytest.approx(0.2, rel=0.25)
+    assert not torch.allclose(factors[0], factors[1])  # each sequence its own
+    assert not torch.equal(batches(0.2, epoch=1)[0].inputs, batches(0.0, epoch=1)[0].inputs)  # every epoch
+    # the offsets have their own stream: the scales do not change their draws
+    shifted, both = batches(0.0, offset=0.5), batches(0.2, offset=0.5)
+    real = torch.arange(both[0].inputs.shape[1])[None, :] < both[0].lengths[:, None]
+    torch.testing.assert_close((both[0].inputs - scaled[0].inputs)[real], (shifted[0].inputs - clean[0].inputs)[real])
+    for c, s in zip(batches(0.0, "test"), batches(0.2, "test")):
+        assert torch.equal(c.inputs, s.inputs)  # evaluation sees the data as it is
+    with pytest.raises(ConfigError, match="scale_noise"):
+        load_config(recipe(tmp_path, data={"scale_noise": -0.1}))
+
+
 def test_offset_noise_must_not_be_negative(tmp_path):
     with pytest.raises(ConfigError, match="offset_noise"):
         load_config(recipe(tmp_path, data={"offset_noise": -0.1}))

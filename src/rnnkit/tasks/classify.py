@@ -86,6 +86,9 @@ class SequenceData(Section):
                                                  "deviation per sequence, added to the (scaled) features at "
                                                  "all its real steps (a constant shift, as a fixed linear "
                                                  "channel gives cepstral features)")
+    scale_noise: float = option(0.0, ge=0, help="training only: each feature of each sequence is multiplied "
+                                                "by one Gaussian factor of mean 1 and this standard deviation, "
+                                                "the same at all its real steps (magnitude scaling)")
     time_warp: float = option(0.0, ge=0, lt=1, help="training only: each sequence is resampled (linear "
                                                     "interpolation) to its length times a factor uniform in "
                                                     "1 ± time_warp (0: off; classify)")
@@ -327,9 +330,10 @@ class Classify(Task):
     # -- batches ---------------------------------------------------------------------------
     def _batches(self, data: SequenceSet, batch_size: int, generator=None, noise: float = 0.0,
                  noise_generator=None, crop: float = 1.0, crop_generator=None, offset: float = 0.0,
-                 offset_generator=None, warp: float = 0.0, warp_generator=None):
+                 offset_generator=None, warp: float = 0.0, warp_generator=None, scale: float = 0.0,
+                 scale_generator=None):
         return _Batches(SequenceBatches(data, batch_size, generator), noise, noise_generator, crop, crop_generator,
-                        offset, offset_generator, warp, warp_generator)
+                        offset, offset_generator, warp, warp_generator, scale, scale_generator)
 
     def train_batches(self, epoch: int):
         if self.model_config.teacher and self._teacher is None:
@@ -339,14 +343,15 @@ class Classify(Task):
         if d.synthetic and d.fresh and epoch > 0:  # epoch 0 is the set prepare_data made
             data = self.scaler.apply(self._generate("train", 0, epoch))
         seed = self.config.run.seed
-        noise, crop, offset, warp = d.input_noise, d.crop, d.offset_noise, d.time_warp
-        # noise, offsets, crops and warps have their own seeded streams, so the batch order
-        # is the same with or without them
+        noise, crop, offset, warp, scale = d.input_noise, d.crop, d.offset_noise, d.time_warp, d.scale_noise
+        # noise, offsets, scales, crops and warps have their own seeded streams, so the batch
+        # order is the same with or without them
         return self._batches(data, d.batch_size, epoch_generator(seed, epoch), noise,
                              epoch_generator(seed + 104729, epoch) if noise else None, crop,
                              epoch_generator(seed + 130363, epoch) if crop < 1 else None, offset,
                              epoch_generator(seed + 155921, epoch) if offset else None, warp,
-                             epoch_generator(seed + 181081, epoch) if warp else None)
+                             epoch_generator(seed + 181081, epoch) if warp else None, scale,
+                             epoch_generator(seed + 206699, epoch) if scale else None)
 
     def valid_batches(self):
         if "valid" not in self.splits:
@@ -532,17 +537,21 @@ class _Batches:
     optional random crops: each sequence of length l is cut to its steps s .. s+m-1, with
     m uniform in ceil(crop·l) .. l and s uniform in 0 .. l−m, drawn from `crop_generator`, and
     an optional offset per sequence: one Gaussian vector (D,) of standard deviation
-    `offset` added at all its real steps, drawn from `offset_generator`, and optional time
-    warps (`random_warps`, drawn from `warp_generator`). Order: warp, crop, noise, offset."""
+    `offset` added at all its real steps, drawn from `offset_generator`, optional time
+    warps (`random_warps`, drawn from `warp_generator`), and optional magnitude scaling: one
+    factor per feature and sequence, Gaussian of mean 1 and standard deviation `scale`, at all
+    its real steps, drawn from `scale_generator`. Order: warp, crop, scale, noise, offset."""
 
     def __init__(self, padded, noise: float = 0.0, noise_generator: torch.Generator | None = None,
                  crop: float = 1.0, crop_generator: torch.Generator | None = None, offset: float = 0.0,
                  offset_generator: torch.Generator | None = None, warp: float = 0.0,
-                 warp_generator: torch.Generator | None = None):
+                 warp_generator: torch.Generator | None = None, scale: float = 0.0,
+                 scale_generator: torch.Generator | None = None):
         self.padded, self.noise, self.noise_generator = padded, noise, noise_generator
         self.crop, self.crop_generator = crop, crop_generator
         self.offset, self.offset_generator = offset, offset_generator
         self.warp, self.warp_generator = warp, warp_generator
+        self.scale, self.scale_generator = scale, scale_generator
 
     def __len__(self) -> int:
         return len(self.padded)
@@ -554,6 +563,12 @@ class _Batches:
                 inputs, lengths = random_warps(inputs, lengths, self.warp, self.warp_generator)
             if self.crop < 1:
                 inputs, lengths = random_crops(inputs, lengths, self.crop, self.crop_generator)
+            if self.scale and inputs.is_floating_point():
+                N, L = inputs.shape[:2]
+                real = length_mask(lengths, N, L).unsqueeze(-1).to(inputs.dtype)  # (N, L, 1)
+                factor = torch.randn((N, 1, *inputs.shape[2:]), generator=self.scale_generator,
+                                     dtype=inputs.dtype)  # (N, 1, D): the same at every step
+                inputs = inputs * (1 + self.scale * factor * real)
             if self.noise and inputs.is_floating_point():
                 N, L = inputs.shape[:2]
                 real = length_mask(lengths, N, L).unsqueeze(-1).to(inputs.dtype)  # (N, L, 1)
