@@ -30,16 +30,17 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <unistd.h>
-#include <cstring>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <optional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -134,6 +135,9 @@ RNNKIT_INLINE Vec<T> tanh(const Vec<T>& x) {
 // being forked and joined for every product and every elementwise pass. Each thread
 // always takes the same column blocks of every product (they stay in its cache) and the
 // same rows, or with fewer rows than threads the same column ranges, of every pass.
+// Where the weights fit in one core's L2 cache the threads split the batch rows
+// instead (`rows_apart`): each then owns its rows in every product and pass, and the
+// loop needs no barriers at all.
 
 struct Team {
   int id = 0, size = 1;
@@ -668,8 +672,11 @@ inline bool rows_apart(int threads, int64_t N, int64_t weight_bytes) {
     if (std::strcmp(e, "rows") == 0) return true;
     if (std::strcmp(e, "units") == 0) return false;
   }
-  static const int64_t l2 = [] {
-    const long size = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  static const int64_t l2 = [] {  // per core; 1 MiB where the system does not say
+    long size = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    size = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
     return size > 0 ? int64_t(size) : int64_t(1) << 20;
   }();
   return weight_bytes <= l2;
