@@ -245,6 +245,10 @@ def test_two_threads_larger_shapes(cell_id, skip, n_batch, hidden, split, monkey
             results.append([out, *final, *torch.autograd.grad(loss, [x, *layer.parameters()])])
         for a, b in zip(*results):
             torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
+        with torch.inference_mode():  # the same loop without saving anything
+            out, final = layer(x.detach(), lengths=lengths)
+        for a, b in zip([out, *final], results[0]):
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
     finally:
         torch.set_num_threads(threads)
 
