@@ -1201,7 +1201,7 @@ std::vector<Tensor> forward(int64_t kind, int64_t flags, at::IntArrayRef blocks,
   Tensor xc, wc, bc;
   if (x.has_value()) {
     TORCH_CHECK(kOwnProducts || x->size(1) <= kSmallRows, "rnnkit recurrence: no in-step input product here");
-    xc = x->stride(2) == 1 ? *x : x->contiguous();
+    xc = x->contiguous();  // (L, N, D): each step reads one block, not N rows a sequence apart
     wc = w_ih->contiguous();
     if (b_in.has_value()) bc = b_in->contiguous();
   }
