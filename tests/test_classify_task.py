@@ -249,22 +249,40 @@ def test_ensemble_members_train_on_their_own_loss(tmp_path, capsys, task_name, d
     assert ("mse " if "adding" in str(data) else "accuracy") in out
 
 
+def task_batches(tmp_path, split="train", epoch=0, **data):
+    """The classify recipe's batches of `split` (training: those of `epoch`) with `data` options."""
+    task = get_task("classify")(load_config(recipe(tmp_path, data=data)))
+    task.prepare_data()
+    return list(task.train_batches(epoch) if split == "train" else task.eval_batches(split))
+
+
+def same_batches_but_inputs(clean, changed, again):
+    """Yield (clean, changed, real-step mask) per batch, having checked that the augmentation keeps
+    the order, targets and lengths, is seeded, and leaves the padding alone."""
+    for c, s, a in zip(clean, changed, again):
+        assert torch.equal(c.targets, s.targets) and torch.equal(c.lengths, s.lengths)  # same order
+        assert torch.equal(s.inputs, a.inputs)  # seeded
+        real = torch.arange(c.inputs.shape[1])[None, :] < c.lengths[:, None]
+        assert torch.equal(s.inputs[~real], c.inputs[~real])  # padding untouched
+        yield c, s, real
+
+
+def sequences_of(clean, changed, again):
+    """(clean, changed) real steps of each training sequence, checked as in same_batches_but_inputs."""
+    for c, s, _ in same_batches_but_inputs(clean, changed, again):
+        for i, n in enumerate(c.lengths.tolist()):
+            yield c.inputs[i, :n], s.inputs[i, :n]
+
+
 def test_input_noise_perturbs_training_batches_only_at_real_steps_and_is_seeded(tmp_path):
     def batches(noise, split="train", epoch=0):
-        config = load_config(recipe(tmp_path, data={"input_noise": noise}))
-        task = get_task("classify")(config)
-        task.prepare_data()
-        return list(task.train_batches(epoch) if split == "train" else task.eval_batches(split))
+        return task_batches(tmp_path, split, epoch, input_noise=noise)
 
     clean, noisy, again = batches(0.0), batches(0.5), batches(0.5)
     other_epoch, clean_other = batches(0.5, epoch=1), batches(0.0, epoch=1)
-    for c, n, a in zip(clean, noisy, again):
-        assert torch.equal(c.targets, n.targets) and torch.equal(c.lengths, n.lengths)  # same order
-        assert torch.equal(n.inputs, a.inputs)  # seeded
-        real = torch.arange(c.inputs.shape[1])[None, :] < c.lengths[:, None]
+    for c, n, real in same_batches_but_inputs(clean, noisy, again):
         diff = (n.inputs - c.inputs)[real]
         assert diff.std().item() == pytest.approx(0.5, rel=0.25)
-        assert torch.equal(n.inputs[~real], c.inputs[~real])  # padding untouched
     assert not torch.equal(other_epoch[0].inputs - clean_other[0].inputs, noisy[0].inputs - clean[0].inputs)
     for c, n in zip(batches(0.0, "test"), batches(0.5, "test")):
         assert torch.equal(c.inputs, n.inputs)  # evaluation sees the data as it is
@@ -272,23 +290,13 @@ def test_input_noise_perturbs_training_batches_only_at_real_steps_and_is_seeded(
 
 def test_offset_noise_shifts_each_training_sequence_by_one_vector_and_is_seeded(tmp_path):
     def batches(offset, split="train", epoch=0, noise=0.0):
-        config = load_config(recipe(tmp_path, data={"offset_noise": offset, "input_noise": noise}))
-        task = get_task("classify")(config)
-        task.prepare_data()
-        return list(task.train_batches(epoch) if split == "train" else task.eval_batches(split))
+        return task_batches(tmp_path, split, epoch, offset_noise=offset, input_noise=noise)
 
     clean, shifted, again = batches(0.0), batches(0.7), batches(0.7)
     shifts = []
-    for c, s, a in zip(clean, shifted, again):
-        assert torch.equal(c.targets, s.targets) and torch.equal(c.lengths, s.lengths)  # same order
-        assert torch.equal(s.inputs, a.inputs)  # seeded
-        real = torch.arange(c.inputs.shape[1])[None, :] < c.lengths[:, None]
-        diff = s.inputs - c.inputs  # (N, L, D)
-        assert torch.equal(s.inputs[~real], c.inputs[~real])  # padding untouched
-        for i in range(len(c.lengths)):
-            n = int(c.lengths[i])
-            torch.testing.assert_close(diff[i, :n], diff[i, :1].expand(n, -1))  # one vector per sequence
-            shifts.append(diff[i, 0])
+    for x, y in sequences_of(clean, shifted, again):
+        torch.testing.assert_close(y - x, (y - x)[:1].expand_as(x))  # one vector per sequence
+        shifts.append((y - x)[0])
     shifts = torch.stack(shifts)  # (sequences, D)
     assert shifts.std().item() == pytest.approx(0.7, rel=0.25)
     assert not torch.allclose(shifts[0], shifts[1])  # each sequence its own
@@ -304,24 +312,15 @@ def test_offset_noise_shifts_each_training_sequence_by_one_vector_and_is_seeded(
 
 def test_scale_noise_multiplies_each_feature_of_each_training_sequence_by_one_factor(tmp_path):
     def batches(scale, split="train", epoch=0, offset=0.0):
-        config = load_config(recipe(tmp_path, data={"scale_noise": scale, "offset_noise": offset}))
-        task = get_task("classify")(config)
-        task.prepare_data()
-        return list(task.train_batches(epoch) if split == "train" else task.eval_batches(split))
+        return task_batches(tmp_path, split, epoch, scale_noise=scale, offset_noise=offset)
 
     clean, scaled, again = batches(0.0), batches(0.2), batches(0.2)
     factors = []
-    for c, s, a in zip(clean, scaled, again):
-        assert torch.equal(c.targets, s.targets) and torch.equal(c.lengths, s.lengths)  # same order
-        assert torch.equal(s.inputs, a.inputs)  # seeded
-        real = torch.arange(c.inputs.shape[1])[None, :] < c.lengths[:, None]
-        assert torch.equal(s.inputs[~real], c.inputs[~real])  # padding untouched
-        for i in range(len(c.lengths)):
-            n = int(c.lengths[i])
-            x, y = c.inputs[i, :n].double(), s.inputs[i, :n].double()  # (n, D)
-            factor = (x * y).sum(0) / (x * x).sum(0)  # least squares per feature
-            torch.testing.assert_close(y, x * factor, atol=1e-5, rtol=1e-5)  # one factor per feature
-            factors.append(factor)
+    for x, y in sequences_of(clean, scaled, again):
+        x, y = x.double(), y.double()  # (n, D)
+        factor = (x * y).sum(0) / (x * x).sum(0)  # least squares, per feature
+        torch.testing.assert_close(y, x * factor, atol=1e-5, rtol=1e-5)  # one factor per feature
+        factors.append(factor)
     factors = torch.stack(factors)  # (sequences, D)
     assert factors.mean().item() == pytest.approx(1.0, abs=0.05)
     assert factors.std().item() == pytest.approx(0.2, rel=0.25)
@@ -367,10 +366,7 @@ def test_random_warps_resample_each_sequence_linearly_keeping_its_ends():
 
 def test_time_warp_is_training_only_and_refused_by_a_tagger(tmp_path):
     def batches(warp, split="train"):
-        config = load_config(recipe(tmp_path, data={"time_warp": warp, "length": 12, "min_length": 4}))
-        task = get_task("classify")(config)
-        task.prepare_data()
-        return list(task.train_batches(0) if split == "train" else task.eval_batches(split))
+        return task_batches(tmp_path, split, time_warp=warp, length=12, min_length=4)
 
     plain, warped, again = batches(0.0), batches(0.25), batches(0.25)
     assert any(not torch.equal(p.lengths, w.lengths) for p, w in zip(plain, warped))
@@ -388,11 +384,7 @@ def test_time_warp_is_training_only_and_refused_by_a_tagger(tmp_path):
 
 def test_random_crops_are_contiguous_parts_of_each_sequence_and_seeded(tmp_path):
     def batches(crop, split="train", epoch=0, noise=0.0):
-        config = load_config(recipe(tmp_path, data={"crop": crop, "input_noise": noise, "length": 12,
-                                                    "min_length": 4}))
-        task = get_task("classify")(config)
-        task.prepare_data()
-        return list(task.train_batches(epoch) if split == "train" else task.eval_batches(split))
+        return task_batches(tmp_path, split, epoch, crop=crop, input_noise=noise, length=12, min_length=4)
 
     whole, cropped, again = batches(1.0), batches(0.5), batches(0.5)
     shorter = 0
