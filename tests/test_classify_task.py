@@ -315,13 +315,13 @@ def test_scale_noise_multiplies_each_feature_of_each_training_sequence_by_one_fa
         return task_batches(tmp_path, split, epoch, scale_noise=scale, offset_noise=offset)
 
     clean, scaled, again = batches(0.0), batches(0.2), batches(0.2)
-    factors = []
-    for x, y in sequences_of(clean, scaled, again):
-        x, y = x.double(), y.double()  # (n, D)
-        factor = (x * y).sum(0) / (x * x).sum(0)  # least squares, per feature
-        torch.testing.assert_close(y, x * factor, atol=1e-5, rtol=1e-5)  # one factor per feature
-        factors.append(factor)
-    factors = torch.stack(factors)  # (sequences, D)
+    def factor(x, y):  # (n, D) real steps -> (D,): the least-squares factor, checked exact
+        x, y = x.double(), y.double()
+        f = (x * y).sum(0) / (x * x).sum(0)
+        torch.testing.assert_close(y, x * f, atol=1e-5, rtol=1e-5)  # one factor per feature
+        return f
+
+    factors = torch.stack([factor(x, y) for x, y in sequences_of(clean, scaled, again)])  # (sequences, D)
     assert factors.mean().item() == pytest.approx(1.0, abs=0.05)
     assert factors.std().item() == pytest.approx(0.2, rel=0.25)
     assert not torch.allclose(factors[0], factors[1])  # each sequence its own
