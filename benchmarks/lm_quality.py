@@ -19,7 +19,10 @@ character vocabulary of its training split.
   eval`'s code on the test split (the recurrent state carried over the whole split).
   With `--dynamic`, a second row: the same model scored with dynamic evaluation
   (rnnkit.train.dynamic: each chunk is scored, then learnt from), the adaptive
-  counterpart of the "xz having seen the training text" row.
+  counterpart of the "xz having seen the training text" row. With `--ngram-mix K`,
+  rows for the model interpolated with the Kneser-Ney K-gram (`rnnkit eval --ngram K`:
+  the mixture weight fitted on the validation split), statically and, with
+  `--dynamic`, adapting: a combination of the two models, not the LSTM alone.
 
 Prints a markdown table and writes it to benchmarks/out/lm_quality.md.
 """
@@ -45,9 +48,9 @@ def xz_bits(data: bytes) -> int:
     return 8 * len(result.stdout)
 
 
-def score_run(run_dir: Path, dynamic: argparse.Namespace | None = None) -> tuple[float, dict]:
-    """Test-split bits per character of a trained charlm run (statically, or with dynamic
-    evaluation when `dynamic` holds `rnnkit eval`'s --dynamic options), and its trainer state."""
+def score_run(run_dir: Path, dynamic: argparse.Namespace | None = None) -> tuple[dict, dict]:
+    """Test-split metrics of a trained charlm run (statically, or as `dynamic` asks: `rnnkit
+    eval`'s --dynamic and --ngram options), and its trainer state."""
     from rnnkit.cli import load_run
     from rnnkit.train.checkpoint import read_state
     from rnnkit.train.device import resolve_precision
@@ -58,7 +61,7 @@ def score_run(run_dir: Path, dynamic: argparse.Namespace | None = None) -> tuple
     args = dynamic or argparse.Namespace(dynamic=False)
     metrics = task.evaluate_split(model, "test", args, device=device,
                                   precision=resolve_precision(config.trainer.precision, device))
-    return metrics["bits_per_char"], read_state(ckpt)["train"]
+    return metrics, read_state(ckpt)["train"]
 
 
 def train_recipe(recipe: str, overrides: list[str]) -> tuple[Path, float]:
@@ -89,6 +92,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dynamic-rms-batches", type=int, default=50)
     parser.add_argument("--streams", type=int, default=0, help="dynamic evaluation's parallel streams")
     parser.add_argument("--bptt", type=int, default=0, help="dynamic evaluation's chunk length")
+    parser.add_argument("--ngram-mix", type=int, default=0, metavar="K",
+                        help="also score each LSTM mixed with the Kneser-Ney K-gram (rnnkit eval --ngram K)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for the recipes (e.g. run.threads=2)")
     args = parser.parse_args(argv)
 
@@ -125,24 +130,36 @@ def main(argv=None) -> int:
     if not args.no_lstm and not runs:
         for recipe in args.recipe or [str(ROOT / "configs" / "charlm-stdlib.yaml")]:
             runs.append(train_recipe(recipe, args.overrides))
-    for run_dir, wall in runs:
-        bits, state = score_run(run_dir)
-        note = (f"{state['step']} steps, {state['items_seen']:,} training characters, "
-                f"{state['train_time_s'] / 60:.1f} min of training")
-        if wall is not None:
-            note += f", {wall / 60:.1f} min wall for the whole command"
-        rows.append((f"LSTM run {run_dir.name}", bits, note))
+    dynamic = argparse.Namespace(dynamic=True, streams=args.streams, bptt=args.bptt,
+                                 dynamic_rule=args.dynamic_rule, dynamic_lr=args.dynamic_lr,
+                                 dynamic_decay=args.dynamic_decay, dynamic_rms_batches=args.dynamic_rms_batches)
+    dynamic_note = (f"rule {args.dynamic_rule}, lr {args.dynamic_lr:g}, decay {args.dynamic_decay:g}, "
+                    f"streams {args.streams or 'as trained'}, bptt {args.bptt or 'data.eval_bptt'}")
+    scorings = [("", argparse.Namespace(dynamic=False), "")]
+    if args.dynamic:
+        scorings.append((", dynamic evaluation", dynamic, dynamic_note))
+    if args.ngram_mix:
+        mix = f", mixed with Kneser-Ney order {args.ngram_mix}"
+        scorings.append((mix, argparse.Namespace(dynamic=False, streams=0, bptt=0,
+                                                 ngram=args.ngram_mix), ""))
         if args.dynamic:
+            scorings.append((mix + ", dynamic evaluation",
+                             argparse.Namespace(**vars(dynamic), ngram=args.ngram_mix), dynamic_note))
+    for run_dir, wall in runs:
+        for label, how, note in scorings:
             start = time.perf_counter()
-            dyn = argparse.Namespace(dynamic=True, streams=args.streams, bptt=args.bptt,
-                                     dynamic_rule=args.dynamic_rule, dynamic_lr=args.dynamic_lr,
-                                     dynamic_decay=args.dynamic_decay,
-                                     dynamic_rms_batches=args.dynamic_rms_batches)
-            bits, _ = score_run(run_dir, dyn)
-            rows.append((f"LSTM run {run_dir.name}, dynamic evaluation", bits,
-                         f"rule {args.dynamic_rule}, lr {args.dynamic_lr:g}, decay {args.dynamic_decay:g}, "
-                         f"streams {args.streams or 'as trained'}, bptt {args.bptt or 'data.eval_bptt'}; "
-                         f"{(time.perf_counter() - start) / 60:.1f} min"))
+            metrics, state = score_run(run_dir, how)
+            if not label:
+                note = (f"{state['step']} steps, {state['items_seen']:,} training characters, "
+                        f"{state['train_time_s'] / 60:.1f} min of training")
+                if wall is not None:
+                    note += f", {wall / 60:.1f} min wall for the whole command"
+            else:
+                parts = [note] if note else []
+                if "ngram_weight" in metrics:
+                    parts.append(f"model weight {metrics['ngram_weight']:.3f} (fitted on valid)")
+                note = "; ".join(parts + [f"{(time.perf_counter() - start) / 60:.1f} min"])
+            rows.append((f"LSTM run {run_dir.name}{label}", metrics["bits_per_char"], note))
 
     best_ngram = min((b for name, b, _ in rows if name.startswith("Kneser")), default=math.nan)
     lines = ["| model | test bits/char | vs best n-gram | notes |", "| --- | --- | --- | --- |"]

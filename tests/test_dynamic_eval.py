@@ -145,3 +145,32 @@ def test_eval_command_dynamic(trained, capsys):
     assert bits() == static  # nothing of the adaptation stays in the run
     assert main(["eval", str(run), "--dynamic", "--dynamic-lr", "-1"]) == 1
     assert "step size must be > 0" in capsys.readouterr().err
+
+
+def test_eval_command_ngram_mixture(trained, capsys):
+    run, _ = trained
+    capsys.readouterr()
+
+    def scores(*extra, split="valid"):
+        assert main(["eval", str(run), "--split", split, "--streams", "2", "--bptt", "10", *extra]) == 0
+        out = capsys.readouterr().out
+        return {k: float(v.split()[0]) for k, v in (line.split(" ", 1) for line in out.splitlines()[1:])}
+
+    alone = scores()["bits_per_char"]
+    mixed = scores("--ngram", "2")
+    assert mixed["model_bits_per_char"] == pytest.approx(alone, rel=1e-5)
+    assert mixed["ngram_order"] == 2 and 0 < mixed["ngram_weight"] < 1
+    # the weight is fitted on this very split: the mixture beats both of its parts here
+    assert mixed["bits_per_char"] < min(alone, mixed["ngram_bits_per_char"])
+    assert scores("--ngram", "2", "--ngram-weight", "1")["bits_per_char"] == pytest.approx(alone, rel=1e-5)
+    assert scores("--ngram", "2", "--ngram-weight", "0")["bits_per_char"] == \
+        pytest.approx(mixed["ngram_bits_per_char"], rel=1e-5)
+    test = scores("--ngram", "2", split="test")
+    assert test["ngram_weight"] == pytest.approx(mixed["ngram_weight"])  # fitted on valid, not on test
+    adapted = scores("--ngram", "2", "--dynamic", "--dynamic-lr", "1e-3", "--dynamic-rms-batches", "3")
+    assert math.isfinite(adapted["bits_per_char"]) and adapted["loss"] != mixed["loss"]
+    assert adapted["model_bits_per_char"] != mixed["model_bits_per_char"]  # the model adapts inside the mixture
+    assert adapted["ngram_weight"] == pytest.approx(mixed["ngram_weight"])
+    assert scores()["bits_per_char"] == alone  # nothing of the mixture or the adaptation stays in the run
+    assert main(["eval", str(run), "--ngram", "2", "--ngram-weight", "1.5"]) == 1
+    assert "--ngram-weight must lie in [0, 1], got 1.5" in capsys.readouterr().err

@@ -1,11 +1,13 @@
-"""The interpolated modified Kneser-Ney baseline: normalisation, a plain-Python oracle, errors."""
+"""The interpolated modified Kneser-Ney baseline: normalisation, a plain-Python oracle, errors;
+its mixture with a neural LM."""
 import math
 from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
+import torch
 
-from rnnkit.models.ngram import KneserNeyLM, modified_kn_discounts
+from rnnkit.models.ngram import KneserNeyLM, fit_mix_weight, mix_log_probs, modified_kn_discounts
 
 
 def reference_probs(train, test, K, V):
@@ -114,3 +116,34 @@ def test_short_training_text_caps_the_order():
     assert model.order == 3
     assert abs(model.distribution([0, 1]).sum() - 1) < 1e-12
     assert math.isfinite(model.bits_per_token([3, 3, 0]))
+
+
+def test_mixture_is_a_distribution_and_its_weight_ends_at_the_likelihood_optimum():
+    rng = np.random.default_rng(0)
+    V, n = 7, 400
+    p = torch.softmax(torch.as_tensor(rng.normal(size=(n, V)) * 2), -1)  # two models' full distributions
+    q = torch.softmax(torch.as_tensor(rng.normal(size=(n, V)) * 2), -1)
+    for w in (0.0, 0.3, 1.0):  # mixing every token's log-probability mixes the distributions
+        full = mix_log_probs(p.log(), q.log(), w).exp()
+        assert torch.allclose(full, w * p + (1 - w) * q, atol=1e-12)
+        assert torch.allclose(full.sum(-1), torch.ones(n, dtype=torch.float64))
+    targets = torch.as_tensor(rng.integers(0, V, n))
+    a, b = p[range(n), targets].log(), q[range(n), targets].log()
+    w = fit_mix_weight(a, b)
+    grid = np.linspace(0.001, 0.999, 999)
+    loglik = [float(mix_log_probs(a, b, g).sum()) for g in grid]
+    assert w == pytest.approx(grid[int(np.argmax(loglik))], abs=2e-3)  # EM's fixed point is the maximum
+    assert float(mix_log_probs(a, b, w).sum()) >= max(loglik) - 1e-6
+    assert float(mix_log_probs(a, b, w).sum()) > max(float(a.sum()), float(b.sum()))
+    # one model always better: all the weight goes to it
+    assert fit_mix_weight(a, a - 1.0) > 0.99 and fit_mix_weight(a - 1.0, a) < 0.01
+
+
+def test_mixture_errors_name_the_problem():
+    a = torch.zeros(3)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\], got 1.5"):
+        mix_log_probs(a, a, 1.5)
+    with pytest.raises(ValueError, match=r"equal, non-empty .* got \(3,\) and \(2,\)"):
+        fit_mix_weight(a, torch.zeros(2))
+    with pytest.raises(ValueError, match="must be finite"):
+        fit_mix_weight(a, torch.tensor([0.0, -math.inf, 0.0]))

@@ -26,6 +26,7 @@ import math
 import time
 
 import numpy as np
+import torch
 
 
 class KneserNeyLM:
@@ -153,3 +154,38 @@ def modified_kn_discounts(n: np.ndarray) -> np.ndarray:
     Y = c[1] / (c[1] + 2 * c[2])
     d = np.array([0.0, 1 - 2 * Y * c[2] / c[1], 2 - 3 * Y * c[3] / c[2], 3 - 4 * Y * c[4] / c[3]])
     return np.clip(d, 0.0, np.arange(4.0))
+
+
+def mix_log_probs(model_lp: torch.Tensor, ngram_lp: torch.Tensor, weight: float) -> torch.Tensor:
+    """log(w·p_model + (1 − w)·p_ngram), elementwise, from the two models' log-probabilities
+    of the same tokens: the linear interpolation of a neural LM with an n-gram model
+    (as in Mikolov et al. 2011, "RNNLM toolkit"). A mixture of two distributions over the
+    vocabulary, so it sums to one wherever both do. Differentiable in model_lp."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"mixture weight must lie in [0, 1], got {weight}")
+    if weight == 1.0:
+        return model_lp
+    if weight == 0.0:
+        return ngram_lp.to(model_lp.dtype).expand_as(model_lp)
+    return torch.logaddexp(model_lp + math.log(weight), ngram_lp.to(model_lp.dtype) + math.log1p(-weight))
+
+
+def fit_mix_weight(model_lp, ngram_lp, *, iterations: int = 200, tol: float = 1e-9) -> float:
+    """The weight w in [0, 1] that maximises Σ log(w·p_model + (1 − w)·p_ngram) over the
+    tokens given (each model's log-probabilities, same shape), by EM: w ← mean posterior
+    of the model component. The objective is concave in w, and each EM step increases it."""
+    a = torch.as_tensor(model_lp, dtype=torch.float64).flatten()
+    b = torch.as_tensor(ngram_lp, dtype=torch.float64).flatten()
+    if a.shape != b.shape or a.numel() == 0:
+        raise ValueError(f"fit_mix_weight: need two equal, non-empty sets of log-probabilities, "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise ValueError("fit_mix_weight: the log-probabilities must be finite")
+    w = 0.5
+    for _ in range(iterations):
+        posterior = torch.sigmoid(a + math.log(w) - b - math.log1p(-w))  # p(model | token)
+        new = float(posterior.mean().clamp(1e-12, 1 - 1e-12))
+        if abs(new - w) < tol:
+            return new
+        w = new
+    return w

@@ -17,6 +17,7 @@ sample shows what the model has learnt so far.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from ..data import (CorpusError, CharVocab, WordVocab, check_fits, encode_split,
 from ..data.text import SPLITS
 from ..decode import generate, make_strategy
 from ..metrics import lm_metrics
-from ..models import LanguageModel
+from ..models import KneserNeyLM, LanguageModel, fit_mix_weight, mix_log_probs
 from ..train import distributed
 from .base import Batch, LossOutput, StreamBatches, Task, TaskCommandError, cell_options, check_cell
 from .registry import register_task
@@ -111,6 +112,7 @@ class CharLM(Task):
         self._training = False
         self._evaluations = 0
         self._restored = False  # load_assets ran: the checkpoint, not data.embeddings, holds the weights
+        self._mix_weight = 1.0  # the model's weight when `rnnkit eval --ngram` scores a mixture
 
     # -- data --------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -207,6 +209,11 @@ class CharLM(Task):
     # -- loss and metrics ----------------------------------------------------------------
     def compute_loss(self, model, batch: Batch, state) -> LossOutput:
         logits, state = model(batch.inputs, state)  # (N, L, V)
+        if isinstance(batch.targets, tuple):  # (targets, the n-gram's log-probabilities): a mixture
+            targets, ngram = batch.targets
+            model_lp = _target_log_probs(logits, targets)
+            loss = -mix_log_probs(model_lp, ngram, self._mix_weight).mean()
+            return LossOutput(loss, {"model_loss": -model_lp.mean().detach(), "ngram_loss": -ngram.mean()}, state)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten().long())
         return LossOutput(loss, {}, state)
 
@@ -231,11 +238,21 @@ class CharLM(Task):
         sys.stderr.flush()
 
     def evaluate_split(self, model, split: str, args, *, device, precision: str = "fp32") -> dict[str, float]:
-        """Static scoring, or with --dynamic the model adapting as it reads (rnnkit.train.dynamic)."""
-        from ..train.trainer import evaluate
-
+        """Static scoring, or with --dynamic the model adapting as it reads (rnnkit.train.dynamic);
+        with --ngram K, of the model mixed with a Kneser-Ney K-gram."""
         streams, bptt = getattr(args, "streams", 0), getattr(args, "bptt", 0)
         batches = self.eval_batches(split, streams, bptt)
+        order = getattr(args, "ngram", 0)
+        if order:
+            mixture = self._ngram_mixture(model, split, batches, order, getattr(args, "ngram_weight", None),
+                                          device=device, precision=precision)
+            metrics = self._score(model, mixture, args, device=device, precision=precision)
+            return {**metrics, "ngram_order": float(order), "ngram_weight": self._mix_weight}
+        return self._score(model, batches, args, device=device, precision=precision)
+
+    def _score(self, model, batches, args, *, device, precision: str) -> dict[str, float]:
+        from ..train.trainer import evaluate
+
         if not getattr(args, "dynamic", False):
             return evaluate(self, model, batches, device=device, precision=precision)
         from ..train.dynamic import DynamicConfig, dynamic_evaluate, mean_square_gradients
@@ -247,17 +264,47 @@ class CharLM(Task):
             raise TaskCommandError(str(err)) from None
         mean_squares = None
         if config.rule == "rms":  # gradient scales of the training text, chunked as the scoring is
-            train = StreamBatches(self.tokens("train"), batches.inputs.shape[0], batches.bptt)
+            train = StreamBatches(self.tokens("train"), batches.streams, batches.bptt)
             mean_squares = mean_square_gradients(self, model, train, config.rms_batches,
                                                  device=device, precision=precision)
         return dynamic_evaluate(self, model, batches, config, device=device, precision=precision,
                                 mean_squares=mean_squares)
+
+    def _ngram_mixture(self, model, split: str, batches: StreamBatches, order: int, weight: float | None, *,
+                       device, precision: str) -> "NgramStream":
+        """`batches` with each target's log-probability under a Kneser-Ney model of `order`
+        fitted on the training split; sets the mixture weight (fitted by EM on the
+        validation split, chunked as `batches`, when `weight` is None)."""
+        if weight is not None and not 0.0 <= weight <= 1.0:
+            raise TaskCommandError(f"--ngram-weight must lie in [0, 1], got {weight}")
+        V = len(self.vocab)
+        ngram = KneserNeyLM(order, V).fit(self.tokens("train").numpy())
+        print(f"# Kneser-Ney order {order}: {sum(ngram.num_ngrams()):,} n-grams from the training split, "
+              f"fitted in {ngram.fit_seconds:.1f} s", file=sys.stderr)
+
+        def stream(name: str, chunks: StreamBatches) -> NgramStream:
+            return NgramStream(chunks, torch.from_numpy(ngram.log_probs(self.tokens(name).numpy())).float())
+
+        mixture = stream(split, batches)
+        if weight is None:
+            valid = mixture if split == "valid" else stream(
+                "valid", self.eval_batches("valid", batches.streams, batches.bptt))
+            model_lp, ngram_lp = _stream_log_probs(model, valid, device, precision)
+            weight = fit_mix_weight(model_lp, ngram_lp)
+            print(f"# mixture weight of the model {weight:.4f}, fitted on the validation split", file=sys.stderr)
+        self._mix_weight = float(weight)
+        return mixture
 
     def report(self, metrics: dict[str, float], args) -> None:
         unit = self.vocab.kind
         print(f"loss {metrics['loss']:.4f} nats/{unit}")
         print(f"perplexity {metrics['perplexity']:.4f}")
         print(f"bits_per_{unit} {metrics[f'bits_per_{unit}']:.4f}")
+        if "ngram_weight" in metrics:
+            print(f"model_bits_per_{unit} {metrics['model_loss'] / math.log(2):.4f}")
+            print(f"ngram_bits_per_{unit} {metrics['ngram_loss'] / math.log(2):.4f}")
+            print(f"ngram_order {int(metrics['ngram_order'])}")
+            print(f"ngram_weight {metrics['ngram_weight']:.4f}")
 
     # -- sampling ------------------------------------------------------------------------
     @classmethod
@@ -276,6 +323,11 @@ class CharLM(Task):
                                 help="pull λ back toward the trained weights per step (default 0)")
             parser.add_argument("--dynamic-rms-batches", type=_count, default=50,
                                 help="training chunks the rms rule measures gradient scales on (default 50)")
+            parser.add_argument("--ngram", type=_count, default=0, metavar="K",
+                                help="score a mixture of the model and a Kneser-Ney K-gram fitted on the "
+                                     "training split (default 0: the model alone)")
+            parser.add_argument("--ngram-weight", type=float, default=None, metavar="W",
+                                help="the model's weight in the mixture (default: fitted on the validation split)")
             return
         if command != "sample":
             return
@@ -324,6 +376,49 @@ class CharLM(Task):
         if len(ids) == 0:  # a word prime of spaces only
             ids = self.vocab.encode("\n")
         return torch.as_tensor(ids, dtype=torch.long)[None]
+
+
+class NgramStream:
+    """Stream chunks whose targets are (targets, each target's n-gram log-probability):
+    the n-gram's log-probabilities of the split's tokens, laid out as the chunks lay
+    out the tokens, so they line up target for target."""
+
+    def __init__(self, batches: StreamBatches, log_probs: torch.Tensor):
+        self.batches = batches
+        self.ngram = StreamBatches(log_probs, batches.streams, batches.bptt)
+        self.streams, self.bptt = batches.streams, batches.bptt
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for chunk, ngram in zip(self.batches, self.ngram):
+            yield dataclasses.replace(chunk, targets=(chunk.targets, ngram.targets))
+
+
+def _target_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) (N, L) in float32 from logits (N, L, V)."""
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+
+
+def _stream_log_probs(model, chunks: NgramStream, device, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's and the n-gram's log-probability of every target of `chunks`, flat,
+    the model's state carried from chunk to chunk (static: no adaptation)."""
+    from ..train.device import autocast
+
+    was_training = model.training
+    model.eval()
+    model_lp, ngram_lp, state = [], [], None
+    with torch.no_grad():
+        for chunk in chunks:
+            chunk = chunk.to(device)
+            targets, ngram = chunk.targets
+            with autocast(device, precision):
+                logits, state = model(chunk.inputs, state)
+            model_lp.append(_target_log_probs(logits, targets).flatten().cpu())
+            ngram_lp.append(ngram.flatten().cpu())
+    model.train(was_training)
+    return torch.cat(model_lp), torch.cat(ngram_lp)
 
 
 def _temperature(text: str) -> float:

@@ -98,7 +98,7 @@ class StreamBatches:
         self.inputs = tokens[:used].view(batch_size, steps)  # (N, S)
         self.targets = tokens[1:used + 1].view(batch_size, steps)  # (N, S)
         self.starts = None if starts is None else starts[:used].view(batch_size, steps).bool()
-        self.bptt = bptt
+        self.streams, self.bptt = batch_size, bptt
         self.steps = steps
 
     def __len__(self) -> int:
