@@ -105,7 +105,8 @@ def run_one(task: str, cell: str, length: int, args) -> dict:
     Model = SequenceTagger if task == "copy" else SequenceClassifier
     kwargs = {} if task == "copy" else {"pooling": "last"}
     model = Model(D, K, hidden_size=args.hidden, **kwargs, **CELLS[cell])
-    if args.chrono and CELLS[cell]["cell"] == "lstm":
+    chrono = args.chrono and CELLS[cell]["cell"] == "lstm"  # the other cells have no such biases
+    if chrono:
         chrono_init(model.encoder.rnn, length + (2 * args.symbols if task == "copy" else 0))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     chunks = lambda data: [batch_tensors(data.subset(range(i, min(i + 500, len(data)))))  # noqa: E731
@@ -133,7 +134,7 @@ def run_one(task: str, cell: str, length: int, args) -> dict:
     return {"task": task, "cell": cell, "length": length, "status": status, "steps": step,
             "valid": valid_figure, "test": test_figure, "solved": status == "solved",
             "cpu_s": round(time.process_time() - start_cpu, 1), "wall_s": round(time.perf_counter() - start_wall, 1),
-            "chrono": bool(args.chrono), "hidden": args.hidden, "batch": args.batch, "lr": args.lr, "budget": args.budget, "seed": args.seed}
+            "chrono": chrono, "hidden": args.hidden, "batch": args.batch, "lr": args.lr, "budget": args.budget, "seed": args.seed}
 
 
 def table(rows: list[dict], task: str) -> str:
