@@ -4,6 +4,7 @@
     python benchmarks/lm_quality.py --run runs/charlm-stdlib         # score a run already trained
     python benchmarks/lm_quality.py --recipe configs/charlm-stdlib.yaml --recipe my-60min.yaml
     python benchmarks/lm_quality.py --no-lstm --orders 2,3,4,5,6,7,8
+    python benchmarks/lm_quality.py --run runs/charlm-stdlib-60min --ngram-mix 8 --no-xz --orders 8
 
 Every model sees the same split: the `stdlib` corpus of `rnnkit.data` (this Python's
 standard library source, tests left out, split 90/5/5 by file with seed 0) and the
