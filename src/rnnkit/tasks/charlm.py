@@ -289,7 +289,7 @@ class CharLM(Task):
         if weight is None:
             valid = mixture if split == "valid" else stream(
                 "valid", self.eval_batches("valid", batches.streams, batches.bptt))
-            model_lp, ngram_lp = _stream_log_probs(model, valid, device, precision)
+            model_lp, ngram_lp = stream_log_probs(model, valid, device, precision)
             weight = fit_mix_weight(model_lp, ngram_lp)
             print(f"# mixture weight of the model {weight:.4f}, fitted on the validation split", file=sys.stderr)
         self._mix_weight = float(weight)
@@ -401,7 +401,7 @@ def _target_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
 
 
-def _stream_log_probs(model, chunks: NgramStream, device, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+def stream_log_probs(model, chunks: NgramStream, device, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's and the n-gram's log-probability of every target of `chunks`, flat,
     the model's state carried from chunk to chunk (static: no adaptation)."""
     from ..train.device import autocast
