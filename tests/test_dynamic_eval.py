@@ -174,3 +174,33 @@ def test_eval_command_ngram_mixture(trained, capsys):
     assert scores()["bits_per_char"] == alone  # nothing of the mixture or the adaptation stays in the run
     assert main(["eval", str(run), "--ngram", "2", "--ngram-weight", "1.5"]) == 1
     assert "--ngram-weight must lie in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+def test_the_ngram_mixture_scores_each_target_with_its_own_ngram_probability(trained):
+    """Against the mixture written out by index: target (row i, step t) is token i·S + t + 1."""
+    import argparse
+
+    from rnnkit.cli import load_run
+    from rnnkit.models import KneserNeyLM
+
+    run, _ = trained
+    task, model, _, _ = load_run(run)
+    task.prepare_data()
+    tokens = task.tokens("valid")
+    N, bptt, w = 3, 7, 0.6
+    got = task.evaluate_split(model, "valid", argparse.Namespace(streams=N, bptt=bptt, ngram=3, ngram_weight=w),
+                              device=torch.device("cpu"))
+    ngram = torch.from_numpy(KneserNeyLM(3, len(task.vocab)).fit(task.tokens("train").numpy())
+                             .log_probs(tokens.numpy()))
+    S = (len(tokens) - 1) // N
+    model.eval()
+    with torch.no_grad():
+        logits, _ = model(tokens[:N * S].view(N, S).long(), None)  # the whole rows at once: the same states
+    model_lp = torch.log_softmax(logits.double(), -1).gather(-1, tokens[1:N * S + 1].view(N, S, 1).long())[..., 0]
+    ngram_lp = ngram[torch.arange(N)[:, None] * S + torch.arange(S)[None, :] + 1]
+    mixed = torch.logaddexp(model_lp + math.log(w), ngram_lp + math.log(1 - w))
+    assert got["loss"] == pytest.approx(-mixed.mean().item(), rel=1e-5)
+    assert got["model_loss"] == pytest.approx(-model_lp.mean().item(), rel=1e-5)
+    assert got["ngram_loss"] == pytest.approx(-ngram_lp.mean().item(), rel=1e-5)
+    shifted = torch.logaddexp(model_lp + math.log(w), ngram_lp.roll(1, dims=1) + math.log(1 - w))
+    assert abs(-shifted.mean().item() - got["loss"]) > 1e-3  # a target off by one would show
