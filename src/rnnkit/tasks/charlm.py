@@ -247,7 +247,7 @@ class CharLM(Task):
             mixture = self._ngram_mixture(model, split, batches, order, getattr(args, "ngram_weight", None),
                                           device=device, precision=precision)
             metrics = self._score(model, mixture, args, device=device, precision=precision)
-            return {**metrics, "ngram_order": float(order), "ngram_weight": self._mix_weight}
+            return {**metrics, "ngram_order": order, "ngram_weight": self._mix_weight}
         return self._score(model, batches, args, device=device, precision=precision)
 
     def _score(self, model, batches, args, *, device, precision: str) -> dict[str, float]:
