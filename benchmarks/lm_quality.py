@@ -7,8 +7,10 @@
     python benchmarks/lm_quality.py --run runs/charlm-stdlib-60min --ngram-mix 8 --no-xz --orders 8
 
 Every model sees the same split: the `stdlib` corpus of `rnnkit.data` (this Python's
-standard library source, tests left out, split 90/5/5 by file with seed 0) and the
-character vocabulary of its training split.
+standard library source, tests left out, split 90/5/5 by file with seed 0); the
+n-grams use the character vocabulary of its training split, a run its own (a subword
+run is scored in bits per character of the test text: its total bits over the
+characters).
 
 - n-gram: `rnnkit.models.KneserNeyLM` (interpolated modified Kneser-Ney), fitted on
   the training split, bits/char over every test character.
@@ -62,7 +64,7 @@ def score_run(run_dir: Path, dynamic: argparse.Namespace | None = None) -> tuple
     args = dynamic or argparse.Namespace(dynamic=False)
     metrics = task.evaluate_split(model, "test", args, device=device,
                                   precision=resolve_precision(config.trainer.precision, device))
-    return metrics, read_state(ckpt)["train"]
+    return metrics, {**read_state(ckpt)["train"], "level": task.vocab.kind}
 
 
 def train_recipe(recipe: str, overrides: list[str]) -> tuple[Path, float]:
@@ -151,7 +153,8 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             metrics, state = score_run(run_dir, how)
             if not label:
-                note = (f"{state['step']} steps, {state['items_seen']:,} training characters, "
+                unit = "characters" if state["level"] == "char" else f"{state['level']} tokens"
+                note = (f"{state['step']} steps, {state['items_seen']:,} training {unit}, "
                         f"{state['train_time_s'] / 60:.1f} min of training")
                 if wall is not None:
                     note += f", {wall / 60:.1f} min wall for the whole command"

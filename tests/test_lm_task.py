@@ -1,5 +1,6 @@
 """The `charlm` task end to end through the `rnnkit` command: train, sample, eval, and bad input."""
 import hashlib
+import math
 import shutil
 import sys
 import sysconfig
@@ -160,6 +161,56 @@ def test_word_level_run_samples_words(tmp_path, corpus, capsys):
     assert out.startswith("def ") and len(out.split()) >= 5
 
 
+def test_subword_level_run_reports_bits_per_character_of_the_text(tmp_path, corpus, capsys):
+    from rnnkit.data import load_corpus, load_vocab
+
+    args = recipe(tmp_path, corpus, "data.level=subword", "data.vocab_size=150", "trainer.bptt=8",
+                  "trainer.eval_every=0", "trainer.max_steps=6")
+    assert main(["train", *args]) == 0
+    err = capsys.readouterr().err
+    assert "merges learnt on the training split" in err and "bits_per_token" in err and "bits_per_char" in err
+    vocab = load_vocab(tmp_path / "run" / "vocab.json")
+    assert vocab.kind == "subword" and len(vocab) == 150
+    assert main(["eval", str(tmp_path / "run"), "--split", "test"]) == 0
+    lines = dict(line.split(" ", 1) for line in capsys.readouterr().out.splitlines()[1:])
+    loss = float(lines["loss"].split()[0])
+    assert lines["loss"].endswith("nats/token")
+    assert float(lines["bits_per_token"]) == pytest.approx(loss / math.log(2), rel=1e-3)
+    text = load_corpus("path", str(corpus)).text("test")  # the same default split as the recipe
+    tokens = len(vocab.encode(text))
+    assert tokens < 0.7 * len(text)  # merged pieces: fewer tokens than characters
+    assert float(lines["bits_per_char"]) == pytest.approx(loss / math.log(2) * tokens / len(text), rel=1e-3)
+    assert main(["eval", str(tmp_path / "run"), "--split", "test", "--ngram", "3"]) == 0
+    mixed = dict(line.split(" ", 1) for line in capsys.readouterr().out.splitlines()[1:])
+    assert {"model_bits_per_char", "ngram_bits_per_char", "ngram_weight"} <= set(mixed)
+    assert float(mixed["model_bits_per_char"]) == pytest.approx(float(lines["bits_per_char"]), rel=1e-3)
+    assert main(["sample", str(tmp_path / "run"), "--prime", "def ", "--length", "15", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("def ") and len(out) > len("def ") + 15  # tokens of several characters
+
+
+def test_subword_sampling_heals_the_prime_last_token(tmp_path, corpus, capsys):
+    from rnnkit.tasks.charlm import CharLM
+    from rnnkit.config import load_config
+
+    args = recipe(tmp_path, corpus, "data.level=subword", "data.vocab_size=150", "trainer.bptt=8",
+                  "trainer.eval_every=0", "trainer.max_steps=2")
+    assert main(["train", *args]) == 0
+    capsys.readouterr()
+    task = CharLM(load_config(args[0], args[1:]))
+    task.load_assets(tmp_path / "run")
+    prime, allowed, held = task._healed_prime("def ", strict=True)
+    assert held == " " and task.vocab.decode(prime[0].tolist()) == "def"
+    assert all(task.vocab.itos[i].startswith(" ") for i in allowed.nonzero().flatten().tolist())
+    assert allowed.sum() > 10 and not allowed[0]
+    prime, allowed, held = task._healed_prime("d", strict=True)  # one token: nothing to hold back
+    assert allowed is None and held == "" and prime.tolist() == [[task.vocab.stoi["d"]]]
+    for seed in range(3):
+        assert main(["sample", str(tmp_path / "run"), "--prime", "x = 1\n", "--length", "6", "--quiet",
+                     "--seed", str(seed)]) == 0
+        assert capsys.readouterr().out.startswith("x = 1\n")
+
+
 @pytest.mark.parametrize("cell", sorted(set(cell_names()) - {"lstm"}))
 def test_every_cell_trains_by_name_in_the_recipe(tmp_path, corpus, capsys, cell):
     args = recipe(tmp_path, corpus, f"model.cell={cell}", "trainer.max_steps=3", "trainer.eval_every=0",
@@ -177,3 +228,14 @@ def test_stdlib_recipe_slice_trains(tmp_path, capsys):
         "run": {"dir": str(tmp_path / "run"), "device": "cpu"}}))
     assert main(["train", str(path)]) == 0
     assert "bits_per_char" in capsys.readouterr().err
+
+
+def test_shipped_subword_recipe_trains_on_a_stdlib_slice(tmp_path, capsys):
+    recipe_path = TESTS.parent / "configs" / "lm-stdlib-subword-60min.yaml"
+    assert main(["train", str(recipe_path), "data.max_files=3", "data.vocab_size=400", "data.batch_size=2",
+                 "data.sample_every=0", "model.hidden_size=16", "trainer.bptt=8", "trainer.max_steps=2",
+                 "trainer.eval_batches=1", "trainer.precision=fp32", f"run.dir={tmp_path / 'run'}",
+                 "run.device=cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "bits_per_token" in err and "bits_per_char" in err
+    assert '"kind": "subword"' in (tmp_path / "run" / "vocab.json").read_text()

@@ -83,6 +83,15 @@ def test_generate_runs_the_prime_once_then_one_step_per_token():
     assert model.forward_lengths == [3] and model.step_calls == 6
 
 
+def test_generate_limits_only_the_first_choice_to_first_allowed():
+    model = CountingModel()
+    allowed = torch.tensor([False, True, False, False, False])  # the model wants 3 after 2
+    out = [int(t) for t in generate(model, torch.tensor([[0, 1, 2]]), 4, Greedy(), first_allowed=allowed)]
+    assert out == [1, 2, 3, 4]
+    drawn = generate(model, torch.tensor([[2]]), 1, make_strategy(temperature=5.0, seed=0), first_allowed=allowed)
+    assert [int(t) for t in drawn] == [1]
+
+
 def test_generate_streams_lazily():
     model = CountingModel()
     tokens = generate(model, torch.tensor([[0]]), 1000, Greedy())

@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from rnnkit.data import EOL, UNK, CharVocab, WordVocab, load_vocab, tokenize_words
+from rnnkit.data import EOL, UNK, CharVocab, SubwordVocab, WordVocab, load_vocab, tokenize_words
+from rnnkit.data.vocab import SUBWORD_PATTERN
 
 
 def test_char_vocab_orders_by_code_point_after_unknown():
@@ -53,7 +54,8 @@ def test_tokenize_words_splits_punctuation_and_marks_line_ends():
 
 
 @pytest.mark.parametrize("make", [lambda: CharVocab.build(["héllo\n\t"]),
-                                  lambda: WordVocab.build(["a b b\nc"], size=5)])
+                                  lambda: WordVocab.build(["a b b\nc"], size=5),
+                                  lambda: SubwordVocab.build(["def f(x):\n    return x  # héllo\n"], size=30)])
 def test_json_round_trip(tmp_path, make):
     v = make()
     path = tmp_path / "vocab.json"
@@ -80,3 +82,141 @@ def test_load_vocab_errors(tmp_path):
 def test_dtype_fits_vocabulary():
     assert CharVocab.build(["abc"]).dtype == np.uint8
     assert WordVocab([f"w{i}" for i in range(300)]).dtype == np.uint16
+
+
+# -- subword (byte-pair) vocabulary ---------------------------------------------------
+
+def reference_merges(text: str, num_merges: int) -> list[tuple[str, str]]:
+    """BPE the slow way: recount every pair of every piece after each merge; the most
+    frequent pair wins, ties to the pair of lower ids (ids in creation order)."""
+    import re
+    from collections import Counter
+
+    counts = Counter(re.findall(SUBWORD_PATTERN, text))
+    ids = {c: i + 1 for i, c in enumerate(sorted({c for w in counts for c in w}))}
+    words = {w: [ids[c] for c in w] for w in counts}
+    text_of = {i: c for c, i in ids.items()}
+    merges = []
+    while len(merges) < num_merges:
+        pairs = Counter()
+        for w, symbols in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += counts[w]
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        if pairs[best] < 2:
+            break
+        new = len(ids) + len(merges) + 1
+        text_of[new] = text_of[best[0]] + text_of[best[1]]
+        merges.append((text_of[best[0]], text_of[best[1]]))
+        for w, symbols in words.items():
+            out, k = [], 0
+            while k < len(symbols):
+                if tuple(symbols[k:k + 2]) == best:
+                    out.append(new)
+                    k += 2
+                else:
+                    out.append(symbols[k])
+                    k += 1
+            words[w] = out
+    return merges
+
+
+def reference_encode(vocab: SubwordVocab, text: str) -> list[int]:
+    """Each piece's characters, then every merge applied in the order it was learnt."""
+    import re
+
+    out = []
+    for piece in re.findall(SUBWORD_PATTERN, text):
+        symbols = [vocab.token(vocab.chars.stoi.get(c, 0)) if c in vocab.chars.stoi else None for c in piece]
+        for a, b in vocab.merges:
+            merged, k = [], 0
+            while k < len(symbols):
+                if k + 1 < len(symbols) and symbols[k] == a and symbols[k + 1] == b:
+                    merged.append(a + b)
+                    k += 2
+                else:
+                    merged.append(symbols[k])
+                    k += 1
+            symbols = merged
+        out += [0 if s is None else vocab.stoi[s] for s in symbols]
+    return out
+
+
+def random_code(seed: int, n: int = 400) -> str:
+    rng = np.random.default_rng(seed)
+    words = ["def", "self", "return", "x", "x1", "if", "in", "range", "(", "):", "==", "_x", "42", "é"]
+    spaces = [" ", "\n", "\n    ", "\n        ", "  "]
+    return "".join(words[rng.integers(len(words))] + spaces[rng.integers(len(spaces))] for _ in range(n))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_subword_merges_match_a_slow_reference(seed):
+    text = random_code(seed)
+    v = SubwordVocab.build([text[:700], text[700:]], size=60)  # pieces of one text: the counts add up
+    assert v.merges == reference_merges(text, 60 - len(v.chars.itos))
+    assert len(v) == 60
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_subword_encoding_is_the_learnt_merges_applied_in_order(seed):
+    v = SubwordVocab.build([random_code(seed)], size=80)
+    other = random_code(seed + 10, 200) + "q unseen ü\n"  # characters never seen in training
+    ids = v.encode(other)
+    assert ids.tolist() == reference_encode(v, other)
+    assert v.num_chars(ids) == len(other)
+    assert v.unknown(other) == ["q", "ü"]
+    assert v.decode(ids) == other.replace("q", "\ufffd").replace("ü", "\ufffd")
+
+
+def test_subword_round_trip_keeps_every_space_and_never_crosses_a_piece():
+    text = "def f(x):\n    return x  # héllo\n\n\tif x == 1:\n        pass\n"
+    v = SubwordVocab.build([text * 5], size=200)
+    assert v.decode(v.encode(text)) == text
+    import re
+
+    merged = v.itos[len(v.chars.itos):]
+    assert "    return" not in merged and " return" in merged
+    for token in merged:  # each token lies inside one piece of the pre-tokenizer
+        assert len(re.findall(SUBWORD_PATTERN, token)) == 1, token
+
+
+def test_subword_vocab_stops_when_no_pair_repeats_and_checks_its_size():
+    v = SubwordVocab.build(["abab"], size=1000)
+    assert v.merges == [("a", "b")] and len(v) == 4  # <unk>, a, b, ab: "abab" is one piece
+    with pytest.raises(ValueError, match="smaller than the training text's 4 characters"):
+        SubwordVocab.build(["abc"], size=3)
+    with pytest.raises(ValueError, match="is not a token made before it"):
+        SubwordVocab(["a", "b"], [("a", "c")])
+    with pytest.raises(ValueError, match="already a token"):
+        SubwordVocab(["a", "b"], [("a", "b"), ("a", "b")])
+
+
+def test_subword_vocab_file_names_a_different_pre_tokenizer(tmp_path):
+    v = SubwordVocab.build(["abab"], size=10)
+    data = v.to_json()
+    data["pattern"] = r"\w+"
+    path = tmp_path / "vocab.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="another pre-tokenizer pattern"):
+        load_vocab(path)
+
+
+def test_subword_encoding_of_a_split_in_blocks_is_that_of_the_whole_text(tmp_path):
+    from rnnkit.data import encode_split, load_corpus
+
+    text = random_code(5, 3000)
+    v = SubwordVocab.build([text], size=100)
+    rng = np.random.default_rng(0)
+    cuts = sorted(rng.choice(len(text), 40, replace=False))
+    blocks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    from rnnkit.data.stream import encode_pieces
+
+    whole = v.encode(text)
+    assert np.concatenate(list(encode_pieces(blocks, v))).tolist() == whole.tolist()
+    path = tmp_path / "code.py"
+    path.write_text(text, encoding="utf-8")
+    corpus = load_corpus("path", str(path), fractions=(0.8, 0.1, 0.1))
+    ids = encode_split(corpus, "train", v, cache=tmp_path / "cache")
+    assert np.asarray(ids).tolist() == v.encode(corpus.text("train")).tolist()

@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from .text import Corpus, CorpusError
-from .vocab import Vocab
+from .vocab import Vocab, whole_pieces
 
 
 def cache_dir() -> Path:
@@ -34,8 +34,13 @@ def cache_dir() -> Path:
 
 
 def encode_pieces(pieces, vocab: Vocab) -> Iterator[np.ndarray]:
-    """Encode text pieces; a word vocabulary's pieces are cut at line ends so no word is split."""
-    if vocab.kind != "word":
+    """Encode text pieces; a word or subword vocabulary's pieces are cut at line ends so no
+    word is split (the ids are those of the whole text)."""
+    if vocab.kind == "subword":
+        for piece in whole_pieces(pieces):
+            yield vocab.encode(piece)
+        return
+    if vocab.kind == "char":
         for piece in pieces:
             yield vocab.encode(piece)
         return

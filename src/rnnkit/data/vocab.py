@@ -6,6 +6,11 @@
   and `<eol>` (id 1, end of line). Words are `\\w+` runs and single punctuation marks
   (`tokenize_words`); spacing inside a line is not kept, so decoded text is the words
   joined by spaces.
+- `SubwordVocab`: byte-pair encoding (Sennrich et al. 2016) over characters: the
+  training text's characters, then pieces made by merging the most frequent adjacent
+  pair, `size` tokens in all. Lossless (decoding gives the text back, spaces and all),
+  and every text the character vocabulary can spell has an encoding, so a subword
+  model's loss converts exactly to bits per character of the text.
 
 Both encode a string (or pieces of one) to a numpy int array and decode ids back.
 """
@@ -15,7 +20,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -208,4 +213,192 @@ def vocab_from_json(data: dict, source: str = "vocabulary") -> Vocab:
         return CharVocab(data["symbols"])
     if kind == "word":
         return WordVocab(data["words"])
-    raise ValueError(f"{source}: unknown vocabulary kind {kind!r}; expected 'char' or 'word'")
+    if kind == "subword":
+        if data.get("pattern") != SUBWORD_PATTERN:
+            raise ValueError(f"{source}: this subword vocabulary was made with another pre-tokenizer pattern "
+                             f"({data.get('pattern')!r}); this rnnkit splits with {SUBWORD_PATTERN!r}")
+        return SubwordVocab(data["symbols"], [tuple(m) for m in data["merges"]])
+    raise ValueError(f"{source}: unknown vocabulary kind {kind!r}; expected 'char', 'word' or 'subword'")
+
+
+# Pre-tokenizer of the subword vocabulary: merges never cross these pieces' borders.
+# A letter (or `_`) run, a digit run or a punctuation run, each with at most one leading
+# space; a whitespace run keeps its last space for the word after it, so a newline and
+# the next line's indentation become one piece ("\n   " then " def").
+SUBWORD_PATTERN = r" ?[^\W\d]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+"
+_PIECE = re.compile(SUBWORD_PATTERN)
+
+
+def whole_pieces(blocks: Iterable[str]) -> Iterator[str]:
+    """The concatenated `blocks` re-cut so that no `SUBWORD_PATTERN` piece spans a cut:
+    each cut is just before a newline that follows a non-space character, a border
+    every split of the whole text has. Pre-tokenizing the parts gives the whole's pieces."""
+    carry = ""
+    for block in blocks:
+        text = carry + block
+        cut = _safe_cut(text)
+        carry = text[cut:]
+        if cut:
+            yield text[:cut]
+    if carry:
+        yield carry
+
+
+def _safe_cut(text: str) -> int:
+    at = text.rfind("\n")
+    while at > 0 and text[at - 1].isspace():
+        at = text.rfind("\n", 0, at)
+    return max(at, 0)
+
+
+class SubwordVocab(Vocab):
+    """Byte-pair encoding over characters: id 0 unknown, ids 1..C the characters (as
+    `CharVocab`), then one token per merge, in the order the merges were learnt.
+
+    `merges[k] = (left, right)` makes token C + 1 + k, the string left + right. Encoding
+    splits the text with `SUBWORD_PATTERN`, then in each piece applies the earliest-learnt
+    merge present until none applies (the standard BPE rule), with a cache per piece.
+    """
+
+    kind = "subword"
+
+    def __init__(self, symbols: Iterable[str], merges: Iterable[tuple[str, str]]):
+        self.chars = CharVocab(symbols)
+        self.symbols = self.chars.symbols
+        self.merges = [(str(a), str(b)) for a, b in merges]
+        self.itos = list(self.chars.itos)
+        self.stoi = dict(self.chars.stoi)
+        self.ranks: dict[tuple[int, int], int] = {}
+        for k, (a, b) in enumerate(self.merges):
+            if a not in self.stoi or b not in self.stoi:
+                missing = a if a not in self.stoi else b
+                raise ValueError(f"merge {k} ({a!r}, {b!r}): {missing!r} is not a token made before it")
+            if a + b in self.stoi:
+                raise ValueError(f"merge {k} ({a!r}, {b!r}) makes {a + b!r}, which is already a token")
+            self.ranks[(self.stoi[a], self.stoi[b])] = len(self.itos)
+            self.stoi[a + b] = len(self.itos)
+            self.itos.append(a + b)
+        self.lengths = np.array([1] + [len(t) for t in self.itos[1:]], dtype=np.int64)  # unknown: 1 char
+        self._cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def build(cls, pieces: Iterable[str], size: int = 4096) -> "SubwordVocab":
+        """Learn merges on the text until the vocabulary holds `size` tokens (or no pair
+        occurs twice). Ties between equally frequent pairs go to the lower ids."""
+        counts: Counter = Counter()
+        for piece in whole_pieces(pieces):
+            counts.update(_PIECE.findall(piece))
+        chars = CharVocab(sorted({c for word in counts for c in word}))
+        if size < len(chars.itos):
+            raise ValueError(f"subword vocabulary size {size} is smaller than the training text's "
+                             f"{len(chars.itos)} characters (with <unk>); give at least that")
+        return cls(chars.symbols, _learn_merges(counts, chars.stoi, size - len(chars.itos)))
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def _piece(self, piece: str) -> list[int]:
+        ids = self._cache.get(piece)
+        if ids is not None:
+            return ids
+        ids = [self.chars.stoi.get(c, 0) for c in piece]
+        ranks = self.ranks
+        while len(ids) > 1:
+            best = min(((ranks.get(pair), k) for k, pair in enumerate(zip(ids, ids[1:]))
+                        if pair in ranks), default=None)
+            if best is None:
+                break
+            new = best[0]
+            pair = (ids[best[1]], ids[best[1] + 1])
+            merged, k = [], 0
+            while k < len(ids):
+                if k + 1 < len(ids) and (ids[k], ids[k + 1]) == pair:
+                    merged.append(new)
+                    k += 2
+                else:
+                    merged.append(ids[k])
+                    k += 1
+            ids = merged
+        if len(self._cache) < 1_000_000:
+            self._cache[piece] = ids
+        return ids
+
+    def encode(self, text: str) -> np.ndarray:
+        """text -> ids; unseen characters map to 0 (one id each)."""
+        ids: list[int] = []
+        for piece in _PIECE.findall(text):
+            ids += self._piece(piece)
+        return np.asarray(ids, dtype=np.int64)
+
+    def unknown(self, text: str) -> list[str]:
+        return self.chars.unknown(text)
+
+    def num_chars(self, ids) -> int:
+        """The characters that `ids` decode to (an unknown id counts as one)."""
+        return int(self.lengths[np.asarray(ids, dtype=np.int64)].sum())
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.token(int(i)) for i in ids)
+
+    def token(self, i: int) -> str:
+        return self.itos[i] if i else "\ufffd"
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT_VERSION, "kind": self.kind, "unk": UNK, "pattern": SUBWORD_PATTERN,
+                "symbols": self.symbols, "merges": [list(m) for m in self.merges]}
+
+
+def _learn_merges(counts: Counter, stoi: dict[str, int], num_merges: int) -> list[tuple[str, str]]:
+    """BPE merges over the distinct pieces `counts` (piece -> occurrences): the pair counts
+    are kept up to date word by word, and a heap with stale entries skipped finds the best."""
+    import heapq
+
+    itos = {i: c for c, i in stoi.items()}
+    words = [[stoi[c] for c in w] for w in counts]
+    freq = list(counts.values())
+    pairs: Counter = Counter()
+    where: dict[tuple[int, int], set[int]] = {}
+    for w, (word, n) in enumerate(zip(words, freq)):
+        for pair in zip(word, word[1:]):
+            pairs[pair] += n
+            where.setdefault(pair, set()).add(w)
+    heap = [(-n, pair) for pair, n in pairs.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[str, str]] = []
+    next_id = max(itos) + 1
+    while len(merges) < num_merges and heap:
+        n, pair = heapq.heappop(heap)
+        if -n != pairs.get(pair, 0):
+            continue  # stale: the count changed since this entry was pushed
+        if -n < 2:
+            break
+        new = next_id
+        next_id += 1
+        itos[new] = itos[pair[0]] + itos[pair[1]]
+        merges.append((itos[pair[0]], itos[pair[1]]))
+        changed: set[tuple[int, int]] = set()
+        for w in where.pop(pair, ()):
+            word, count = words[w], freq[w]
+            for old in zip(word, word[1:]):
+                pairs[old] -= count
+                changed.add(old)
+            merged, k = [], 0
+            while k < len(word):
+                if k + 1 < len(word) and word[k] == pair[0] and word[k + 1] == pair[1]:
+                    merged.append(new)
+                    k += 2
+                else:
+                    merged.append(word[k])
+                    k += 1
+            words[w] = merged
+            for p in zip(merged, merged[1:]):
+                pairs[p] += count
+                where.setdefault(p, set()).add(w)
+                changed.add(p)
+        pairs.pop(pair, None)
+        for p in changed:
+            if pairs.get(p, 0) > 0:
+                heapq.heappush(heap, (-pairs[p], p))
+            else:
+                pairs.pop(p, None)
+    return merges

@@ -96,13 +96,15 @@ def reorder_state(state, rows: torch.Tensor | None):
 
 @torch.inference_mode()
 def generate(model, prime: torch.Tensor, length: int, strategy: DecodeStrategy,
-             state=None) -> Iterator[torch.Tensor]:
+             state=None, first_allowed: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     """Yield `length` tokens (each (N,)) continuing `prime`, one model step per token.
 
     model: has `forward(tokens (N, L), state) -> (logits (N, L, V), state)` and
         `step(tokens (N,), state) -> (logits (N, V), state)` (e.g. LanguageModel).
     prime: (N, P) token ids, P >= 1, on the model's device: the text to continue.
     state: the model state before the prime (None: zeros).
+    first_allowed: (V,) bool, the tokens the first choice is limited to (None: all), e.g.
+        for token healing: those that begin with the prime's last, held-back piece.
     """
     if prime.dim() != 2 or prime.shape[1] < 1:
         raise ValueError(f"prime must be (N, P) token ids with P >= 1, got shape {tuple(prime.shape)}")
@@ -111,6 +113,8 @@ def generate(model, prime: torch.Tensor, length: int, strategy: DecodeStrategy,
     try:
         logits, state = model(prime, state)  # the prime once, in one fused pass
         logits = logits[:, -1]  # (N, V)
+        if first_allowed is not None:
+            logits = logits.masked_fill(~first_allowed.to(logits.device), float("-inf"))
         for i in range(length):
             chosen = strategy.select(logits)
             state = reorder_state(state, chosen.reorder)

@@ -1,18 +1,20 @@
-"""`charlm`: character- (or word-) level language modelling, char-rnn style.
+"""`charlm`: character-, subword- or word-level language modelling, char-rnn style.
 
     rnnkit train configs/charlm-stdlib.yaml
     rnnkit sample runs/charlm-stdlib --prime "def " --temperature 0.8 --length 2000
     rnnkit eval runs/charlm-stdlib --split test
 
 Data: a corpus (`data.source`: stdlib, path or bible; rnnkit.data.text) split into
-train/valid/test, a vocabulary fitted on the training split (characters, or the
+train/valid/test, a vocabulary fitted on the training split (characters; with
+`data.level: subword` byte-pair-encoded pieces, `data.vocab_size` tokens in all; or the
 `data.vocab_size` most frequent words with `data.level: word`), the ids encoded once
 and memory-mapped from the cache, served as N = `data.batch_size` parallel streams
 in (N, `trainer.bptt`) chunks with the state carried across chunks.
 Model: `rnnkit.models.LanguageModel` (Embedding → Recurrent → dropout → Linear).
 Loss: mean cross-entropy in nats per token; validation adds perplexity and bits per
-character (per word at word level). Every `data.sample_every` evaluations a short
-sample shows what the model has learnt so far.
+character (per word at word level; at subword level bits per token and bits per
+character of the text, the split's total bits over its characters). Every
+`data.sample_every` evaluations a short sample shows what the model has learnt so far.
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ from torch.nn import functional as F
 
 from ..cells import cell_names
 from ..config import ConfigError, Section, option
-from ..data import (CorpusError, CharVocab, WordVocab, check_fits, encode_split, eval_streams,
-                    load_corpus, load_vocab)
+from ..data import (CorpusError, CharVocab, SubwordVocab, WordVocab, check_fits, encode_split,
+                    eval_streams, load_corpus, load_vocab)
 from ..data.text import SPLITS
 from ..decode import generate, make_strategy
 from ..metrics import lm_metrics
@@ -55,8 +57,10 @@ class LMData(Section):
     split: tuple[float, float, float] = option((0.9, 0.05, 0.05), help="train, valid, test fractions")
     split_seed: int = option(0, ge=0, help="seed of the file shuffle that makes the split")
     max_files: int = option(0, ge=0, help="keep only the first N files of each split (0: all; for quick tests)")
-    level: Literal["char", "word"] = option("char", help="tokens: characters or words")
-    vocab_size: int = option(10000, ge=1, help="level=word: the most frequent words kept (plus <unk>, <eol>)")
+    level: Literal["char", "subword", "word"] = option(
+        "char", help="tokens: characters, byte-pair-encoded pieces of words, or words")
+    vocab_size: int = option(10000, ge=1, help="level=word: the most frequent words kept (plus <unk>, <eol>); "
+                                               "level=subword: tokens in all (characters and merges)")
     batch_size: int = option(32, ge=1, help="N parallel streams per batch")
     eval_bptt: int = option(0, ge=0, help="chunk length for evaluation (0: trainer.bptt)")
     cache: bool = option(True, help="keep the encoded corpus in $RNNKIT_CACHE (~/.cache/rnnkit)")
@@ -113,6 +117,8 @@ class CharLM(Task):
         self._evaluations = 0
         self._restored = False  # load_assets ran: the checkpoint, not data.embeddings, holds the weights
         self._mix_weight = 1.0  # the model's weight when `rnnkit eval --ngram` scores a mixture
+        self._scored = "valid"  # the split whose batches were made last (subword bits per character)
+        self._chars: dict[str, int] = {}  # characters of each split (subword level)
 
     # -- data --------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -126,6 +132,8 @@ class CharLM(Task):
             if self.vocab is None:
                 if d.level == "char":
                     self.vocab = CharVocab.build(self.corpus.blocks("train"))
+                elif d.level == "subword":
+                    self.vocab = self._build_subwords(d.vocab_size)
                 else:
                     self.vocab = WordVocab.build(self.corpus.blocks("train"), size=d.vocab_size)
         except CorpusError as err:
@@ -134,6 +142,7 @@ class CharLM(Task):
         if self.vocab.kind != d.level:
             raise ConfigError("data.level", d.level, f"{self.vocab.kind!r}, the level of this run's vocabulary")
         self._ids = {}
+        self._chars = {}
         try:  # here, before the trainer writes anything into the run directory
             check_fits(len(self.tokens("train")), d.batch_size, self.config.trainer.bptt, "train split")
         except CorpusError as err:
@@ -149,6 +158,27 @@ class CharLM(Task):
                 raise ConfigError("data.source", message=f"data.source={d.source}: {err}") from None
             self._ids[split] = torch.from_numpy(ids)
         return self._ids[split]
+
+    def _build_subwords(self, size: int) -> SubwordVocab:
+        import time
+
+        start = time.perf_counter()
+        try:
+            vocab = SubwordVocab.build(self.corpus.blocks("train"), size=size)
+        except ValueError as err:
+            raise ConfigError("data.vocab_size", size, message=f"data.vocab_size = {size}: {err}") from None
+        if distributed.from_environment().is_main:
+            print(f"# subword vocabulary: {len(vocab.symbols)} characters and {len(vocab.merges)} merges "
+                  f"learnt on the training split in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        return vocab
+
+    def chars_per_token(self, split: str) -> float:
+        """Characters of `split` per token (1 below subword level)."""
+        if self.vocab.kind != "subword":
+            return 1.0
+        if split not in self._chars:
+            self._chars[split] = self.vocab.num_chars(self.tokens(split).numpy())
+        return self._chars[split] / len(self.tokens(split))
 
     def save_assets(self, directory: Path) -> None:
         self.vocab.save(Path(directory) / VOCAB_FILE)
@@ -198,6 +228,7 @@ class CharLM(Task):
         if split not in SPLITS:
             raise TaskCommandError(f"task 'charlm' has no split {split!r} (it has: {', '.join(SPLITS)})")
         d = self.data_config
+        self._scored = split
         tokens = self.tokens(split)
         try:
             streams, bptt = eval_streams(len(tokens), streams or d.batch_size,
@@ -218,7 +249,11 @@ class CharLM(Task):
         return LossOutput(loss, {}, state)
 
     def summarize(self, metrics: dict[str, float]) -> dict[str, float]:
-        metrics = {**metrics, **lm_metrics(metrics["loss"], self.vocab.kind)}
+        if self.vocab.kind == "subword":  # nats per token to bits per character of the split
+            per_char = metrics["loss"] / self.chars_per_token(self._scored)
+            metrics = {**metrics, **lm_metrics(metrics["loss"], "token"), "bits_per_char": per_char / math.log(2)}
+        else:
+            metrics = {**metrics, **lm_metrics(metrics["loss"], self.vocab.kind)}
         if self._training:
             self._evaluations += 1
             every = self.data_config.sample_every
@@ -229,11 +264,12 @@ class CharLM(Task):
     def _show_sample(self) -> None:
         """A short sample to stderr, drawn with its own generator (training's RNG stays untouched)."""
         d = self.data_config
-        prime = self._encode_prime(d.sample_prime or "\n", strict=False)
+        prime, allowed, held = self._healed_prime(d.sample_prime or "\n", strict=False)
         strategy = make_strategy(temperature=d.sample_temperature, seed=self._evaluations)
         device = next(self._model.parameters()).device
-        ids = [int(t) for t in generate(self._model, prime.to(device), d.sample_length, strategy)]
-        text = d.sample_prime + self.vocab.decode(ids)
+        ids = [int(t) for t in generate(self._model, prime.to(device), d.sample_length, strategy,
+                                        first_allowed=allowed)]
+        text = d.sample_prime + self.vocab.decode(ids)[len(held):]
         sys.stderr.write("\n---- sample ----\n" + text.rstrip("\n") + "\n----------------\n")
         sys.stderr.flush()
 
@@ -246,6 +282,7 @@ class CharLM(Task):
         if order:
             mixture = self._ngram_mixture(model, split, batches, order, getattr(args, "ngram_weight", None),
                                           device=device, precision=precision)
+            self._scored = split  # fitting the weight made the validation split's batches
             metrics = self._score(model, mixture, args, device=device, precision=precision)
             return {**metrics, "ngram_order": order, "ngram_weight": self._mix_weight}
         return self._score(model, batches, args, device=device, precision=precision)
@@ -296,13 +333,17 @@ class CharLM(Task):
         return mixture
 
     def report(self, metrics: dict[str, float], args) -> None:
-        unit = self.vocab.kind
+        unit = "token" if self.vocab.kind == "subword" else self.vocab.kind
         print(f"loss {metrics['loss']:.4f} nats/{unit}")
         print(f"perplexity {metrics['perplexity']:.4f}")
         print(f"bits_per_{unit} {metrics[f'bits_per_{unit}']:.4f}")
+        if unit == "token":
+            print(f"bits_per_char {metrics['bits_per_char']:.4f}")
         if "ngram_weight" in metrics:
-            print(f"model_bits_per_{unit} {metrics['model_loss'] / math.log(2):.4f}")
-            print(f"ngram_bits_per_{unit} {metrics['ngram_loss'] / math.log(2):.4f}")
+            per = math.log(2) * self.chars_per_token(self._scored) if unit == "token" else math.log(2)
+            unit = "char" if unit == "token" else unit
+            print(f"model_bits_per_{unit} {metrics['model_loss'] / per:.4f}")
+            print(f"ngram_bits_per_{unit} {metrics['ngram_loss'] / per:.4f}")
             print(f"ngram_order {int(metrics['ngram_order'])}")
             print(f"ngram_weight {metrics['ngram_weight']:.4f}")
 
@@ -342,7 +383,7 @@ class CharLM(Task):
 
     def sample(self, model, args) -> None:
         """Stream `--length` tokens after `--prime` to stdout, one model step per token."""
-        prime = self._encode_prime(args.prime, strict=True)
+        prime, allowed, held = self._healed_prime(args.prime, strict=True)
         strategy = make_strategy(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k,
                                  seed=args.seed)
         if not args.quiet:
@@ -352,14 +393,30 @@ class CharLM(Task):
         out = sys.stdout
         out.write(args.prime)
         at_line_start = args.prime.endswith("\n")
-        for ids in generate(model, prime.to(device), args.length, strategy):
+        for ids in generate(model, prime.to(device), args.length, strategy, first_allowed=allowed):
             text = self.vocab.token(int(ids[0]))
+            if held:  # the first token begins with the prime's held-back piece, already printed
+                text, held = text[len(held):], ""
             if self.vocab.kind == "word":  # words are joined by spaces, lines by newlines
                 text, at_line_start = (text if text == "\n" or at_line_start else " " + text), text == "\n"
             out.write(text)
             out.flush()
         out.write("\n")
         out.flush()
+
+    def _healed_prime(self, text: str, strict: bool) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+        """(prime ids, first_allowed, held-back text). At subword level the prime's last
+        token is held back and the first generated token must begin with its text
+        ("token healing"): "def " ends in a lone space that training text almost never
+        has (there the space starts the next word, " name"), so the model continues
+        from "def" with a token like " name" instead."""
+        prime = self._encode_prime(text, strict)
+        if self.vocab.kind != "subword" or prime.shape[1] < 2 or int(prime[0, -1]) == 0:
+            return prime, None, ""
+        held = self.vocab.token(int(prime[0, -1]))
+        allowed = torch.tensor([t.startswith(held) for t in self.vocab.itos])
+        allowed[0] = False
+        return prime[:, :-1], allowed, held
 
     def _encode_prime(self, text: str, strict: bool) -> torch.Tensor:
         """(1, P) ids of the prime; strict: characters (words) outside the vocabulary are an error."""
