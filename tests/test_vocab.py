@@ -86,6 +86,17 @@ def test_dtype_fits_vocabulary():
 
 # -- subword (byte-pair) vocabulary ---------------------------------------------------
 
+def merge_strings(symbols: list, a: str, b: str) -> list:
+    """Pieces as strings: every a followed by b, left to right, becomes a + b."""
+    out = []
+    for symbol in symbols:
+        if out and out[-1] == a and symbol == b:
+            out[-1] = a + b
+        else:
+            out.append(symbol)
+    return out
+
+
 def reference_merges(text: str, num_merges: int) -> list[tuple[str, str]]:
     """BPE the slow way: recount every pair of every piece after each merge; the most
     frequent pair wins, ties to the pair of lower ids (ids in creation order)."""
@@ -93,33 +104,20 @@ def reference_merges(text: str, num_merges: int) -> list[tuple[str, str]]:
     from collections import Counter
 
     counts = Counter(re.findall(SUBWORD_PATTERN, text))
-    ids = {c: i + 1 for i, c in enumerate(sorted({c for w in counts for c in w}))}
-    words = {w: [ids[c] for c in w] for w in counts}
-    text_of = {i: c for c, i in ids.items()}
+    order = {c: i for i, c in enumerate(sorted({c for w in counts for c in w}))}
+    words = {w: list(w) for w in counts}
     merges = []
     while len(merges) < num_merges:
         pairs = Counter()
         for w, symbols in words.items():
             for pair in zip(symbols, symbols[1:]):
                 pairs[pair] += counts[w]
-        if not pairs:
+        best = min(pairs, key=lambda p: (-pairs[p], order[p[0]], order[p[1]]), default=None)
+        if best is None or pairs[best] < 2:
             break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        if pairs[best] < 2:
-            break
-        new = len(ids) + len(merges) + 1
-        text_of[new] = text_of[best[0]] + text_of[best[1]]
-        merges.append((text_of[best[0]], text_of[best[1]]))
-        for w, symbols in words.items():
-            out, k = [], 0
-            while k < len(symbols):
-                if tuple(symbols[k:k + 2]) == best:
-                    out.append(new)
-                    k += 2
-                else:
-                    out.append(symbols[k])
-                    k += 1
-            words[w] = out
+        order[best[0] + best[1]] = len(order)
+        merges.append(best)
+        words = {w: merge_strings(symbols, *best) for w, symbols in words.items()}
     return merges
 
 
@@ -129,17 +127,9 @@ def reference_encode(vocab: SubwordVocab, text: str) -> list[int]:
 
     out = []
     for piece in re.findall(SUBWORD_PATTERN, text):
-        symbols = [vocab.token(vocab.chars.stoi.get(c, 0)) if c in vocab.chars.stoi else None for c in piece]
+        symbols = [c if c in vocab.chars.stoi else None for c in piece]
         for a, b in vocab.merges:
-            merged, k = [], 0
-            while k < len(symbols):
-                if k + 1 < len(symbols) and symbols[k] == a and symbols[k + 1] == b:
-                    merged.append(a + b)
-                    k += 2
-                else:
-                    merged.append(symbols[k])
-                    k += 1
-            symbols = merged
+            symbols = merge_strings(symbols, a, b)
         out += [0 if s is None else vocab.stoi[s] for s in symbols]
     return out
 

@@ -308,17 +308,7 @@ class SubwordVocab(Vocab):
                         if pair in ranks), default=None)
             if best is None:
                 break
-            new = best[0]
-            pair = (ids[best[1]], ids[best[1] + 1])
-            merged, k = [], 0
-            while k < len(ids):
-                if k + 1 < len(ids) and (ids[k], ids[k + 1]) == pair:
-                    merged.append(new)
-                    k += 2
-                else:
-                    merged.append(ids[k])
-                    k += 1
-            ids = merged
+            ids = _merge(ids, (ids[best[1]], ids[best[1] + 1]), best[0])
         if len(self._cache) < 1_000_000:
             self._cache[piece] = ids
         return ids
@@ -346,6 +336,19 @@ class SubwordVocab(Vocab):
     def to_json(self) -> dict:
         return {"format": FORMAT_VERSION, "kind": self.kind, "unk": UNK, "pattern": SUBWORD_PATTERN,
                 "symbols": self.symbols, "merges": [list(m) for m in self.merges]}
+
+
+def _merge(ids: list[int], pair: tuple[int, int], new: int) -> list[int]:
+    """`ids` with each occurrence of `pair`, left to right, replaced by `new`."""
+    merged, k = [], 0
+    while k < len(ids):
+        if k + 1 < len(ids) and ids[k] == pair[0] and ids[k + 1] == pair[1]:
+            merged.append(new)
+            k += 2
+        else:
+            merged.append(ids[k])
+            k += 1
+    return merged
 
 
 def _learn_merges(counts: Counter, stoi: dict[str, int], num_merges: int) -> list[tuple[str, str]]:
@@ -382,15 +385,7 @@ def _learn_merges(counts: Counter, stoi: dict[str, int], num_merges: int) -> lis
             for old in zip(word, word[1:]):
                 pairs[old] -= count
                 changed.add(old)
-            merged, k = [], 0
-            while k < len(word):
-                if k + 1 < len(word) and word[k] == pair[0] and word[k + 1] == pair[1]:
-                    merged.append(new)
-                    k += 2
-                else:
-                    merged.append(word[k])
-                    k += 1
-            words[w] = merged
+            merged = words[w] = _merge(word, pair, new)
             for p in zip(merged, merged[1:]):
                 pairs[p] += count
                 where.setdefault(p, set()).add(w)
