@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dynamic-lr", type=float, default=2e-5)
     parser.add_argument("--dynamic-decay", type=float, default=0.0)
     parser.add_argument("--dynamic-rms-batches", type=int, default=50)
+    parser.add_argument("--dynamic-rms-floor", type=float, default=0.0,
+                        help="as rnnkit eval's (0.1 for a subword run)")
     parser.add_argument("--streams", type=int, default=0, help="dynamic evaluation's parallel streams")
     parser.add_argument("--bptt", type=int, default=0, help="dynamic evaluation's chunk length")
     parser.add_argument("--ngram-mix", type=int, default=0, metavar="K",
@@ -135,7 +137,8 @@ def main(argv=None) -> int:
             runs.append(train_recipe(recipe, args.overrides))
     dynamic = argparse.Namespace(dynamic=True, streams=args.streams, bptt=args.bptt,
                                  dynamic_rule=args.dynamic_rule, dynamic_lr=args.dynamic_lr,
-                                 dynamic_decay=args.dynamic_decay, dynamic_rms_batches=args.dynamic_rms_batches)
+                                 dynamic_decay=args.dynamic_decay, dynamic_rms_batches=args.dynamic_rms_batches,
+                                 dynamic_rms_floor=args.dynamic_rms_floor)
     dynamic_note = (f"rule {args.dynamic_rule}, lr {args.dynamic_lr:g}, decay {args.dynamic_decay:g}, "
                     f"streams {args.streams or 'as trained'}, bptt {args.bptt or 'data.eval_bptt'}")
     scorings = [("", argparse.Namespace(dynamic=False), "")]

@@ -47,6 +47,7 @@ def reference(model, tokens, streams, bptt, config, mean_squares=None):
     trained = [p.detach().clone() for p in params]
     if config.rule == "rms":
         rms = [ms.sqrt() for ms in mean_squares]
+        rms = [torch.where(r < config.rms_floor * r.mean(), config.rms_floor * r.mean(), r) for r in rms]
         mean_rms = torch.cat([r.flatten() for r in rms]).mean()
     total, count, state = 0.0, 0, None
     for batch in StreamBatches(tokens, streams, bptt):
@@ -67,8 +68,9 @@ def reference(model, tokens, streams, bptt, config, mean_squares=None):
     return total / count
 
 
-@pytest.mark.parametrize("rule,decay", [("sgd", 0.0), ("sgd", 0.02), ("rms", 0.0), ("rms", 0.05)])
-def test_matches_a_reference_loop_and_restores_the_weights(rule, decay):
+@pytest.mark.parametrize("rule,decay,floor", [("sgd", 0.0, 0.0), ("sgd", 0.02, 0.0), ("rms", 0.0, 0.0),
+                                              ("rms", 0.05, 0.0), ("rms", 0.05, 0.5)])
+def test_matches_a_reference_loop_and_restores_the_weights(rule, decay, floor):
     model, tokens = model_and_tokens()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     task = StreamTask()
@@ -77,7 +79,7 @@ def test_matches_a_reference_loop_and_restores_the_weights(rule, decay):
         train = StreamBatches(torch.randint(0, V, (500,)), 3, 7)
         mean_squares = mean_square_gradients(task, model, train, 5, device=torch.device("cpu"))
         assert all(ms.shape == p.shape and (ms >= 0).all() for ms, p in zip(mean_squares, model.parameters()))
-    config = DynamicConfig(rule=rule, lr=0.3 if rule == "sgd" else 1e-3, decay=decay)
+    config = DynamicConfig(rule=rule, lr=0.3 if rule == "sgd" else 1e-3, decay=decay, rms_floor=floor)
     got = dynamic_evaluate(task, model, StreamBatches(tokens, 3, 7), config, device=torch.device("cpu"),
                            mean_squares=mean_squares)
     want = reference(model, tokens, 3, 7, config, mean_squares)
@@ -116,6 +118,32 @@ def test_it_learns_what_repeats_in_the_evaluated_text():
     assert dynamic < 0.75 * static
 
 
+def test_the_rms_floor_bounds_the_steps_of_rows_the_training_chunks_never_moved():
+    """Training chunks of tokens 0-4 only: the embedding rows of 5-10 get no gradient
+    there, so without a floor their first step is η·g/ε when the scored text has them."""
+    model, _ = model_and_tokens("lstm", seed=2)
+    task, cpu = StreamTask(), torch.device("cpu")
+    train = StreamBatches(torch.randint(0, 5, (400,), generator=torch.Generator().manual_seed(1)), 2, 10)
+    mean_squares = mean_square_gradients(task, model, train, 10, device=cpu)
+    assert (mean_squares[0][5:] == 0).all() and (mean_squares[0][:5] > 0).all()  # the embedding
+    tokens = torch.arange(V).repeat(4)  # every token, in the first chunk already
+
+    def first_step(floor):
+        """The largest change of an unseen token's embedding row after the first chunk."""
+        seen = []
+        hook = model.embedding.register_forward_pre_hook(lambda m, _: seen.append(m.weight.detach().clone()))
+        config = DynamicConfig(rule="rms", lr=1e-4, rms_floor=floor)
+        dynamic_evaluate(task, model, StreamBatches(tokens, 1, 11), config, device=cpu,
+                         mean_squares=mean_squares)
+        hook.remove()
+        return (seen[1] - seen[0])[5:].abs().max().item(), (seen[1] - seen[0])[:5].abs().max().item()
+
+    unseen, seen_rows = first_step(0.0)
+    assert unseen > 1e3 * seen_rows  # η / ε: 1e-4 / 1e-8 times the gradient
+    unseen, seen_rows = first_step(0.1)
+    assert 0 < unseen < 20 * seen_rows  # at most η / (0.1 · mean RMS) times the gradient
+
+
 def test_bad_settings_name_the_problem():
     with pytest.raises(ValueError, match="unknown rule 'adam'"):
         DynamicConfig(rule="adam")
@@ -123,6 +151,8 @@ def test_bad_settings_name_the_problem():
         DynamicConfig(lr=0.0)
     with pytest.raises(ValueError, match=r"decay must be in \[0, 1\)"):
         DynamicConfig(decay=1.0)
+    with pytest.raises(ValueError, match=r"rms floor must be in \[0, 1\]"):
+        DynamicConfig(rms_floor=2.0)
     model, tokens = model_and_tokens()
     with pytest.raises(ValueError, match="needs the training gradients' mean squares"):
         dynamic_evaluate(StreamTask(), model, StreamBatches(tokens, 2, 5), DynamicConfig(rule="rms"),
@@ -143,8 +173,12 @@ def test_eval_command_dynamic(trained, capsys):
     adapted = bits("--dynamic", "--dynamic-lr", "1e-3", "--dynamic-rms-batches", "3")
     assert math.isfinite(adapted) and adapted != static
     assert bits() == static  # nothing of the adaptation stays in the run
+    floored = bits("--dynamic", "--dynamic-lr", "1e-3", "--dynamic-rms-batches", "3", "--dynamic-rms-floor", "1")
+    assert math.isfinite(floored) and floored != adapted  # every RMS raised to its tensor's mean
     assert main(["eval", str(run), "--dynamic", "--dynamic-lr", "-1"]) == 1
     assert "step size must be > 0" in capsys.readouterr().err
+    assert main(["eval", str(run), "--dynamic", "--dynamic-rms-floor", "2"]) == 1
+    assert "rms floor must be in [0, 1]" in capsys.readouterr().err
 
 
 def test_eval_command_ngram_mixture(trained, capsys):

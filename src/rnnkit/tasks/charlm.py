@@ -296,7 +296,8 @@ class CharLM(Task):
 
         try:
             config = DynamicConfig(rule=args.dynamic_rule, lr=args.dynamic_lr, decay=args.dynamic_decay,
-                                   rms_batches=args.dynamic_rms_batches)
+                                   rms_batches=args.dynamic_rms_batches,
+                                   rms_floor=getattr(args, "dynamic_rms_floor", 0.0))
         except ValueError as err:
             raise TaskCommandError(str(err)) from None
         mean_squares = None
@@ -364,6 +365,9 @@ class CharLM(Task):
                                 help="pull λ back toward the trained weights per step (default 0)")
             parser.add_argument("--dynamic-rms-batches", type=_count, default=50,
                                 help="training chunks the rms rule measures gradient scales on (default 50)")
+            parser.add_argument("--dynamic-rms-floor", type=float, default=0.0, metavar="F",
+                                help="raise each gradient RMS to at least F times its tensor's mean (default 0; "
+                                     "0.1 for subword or word models, whose rare tokens' rows have none)")
             parser.add_argument("--ngram", type=_count, default=0, metavar="K",
                                 help="score a mixture of the model and a Kneser-Ney K-gram fitted on the "
                                      "training split (default 0: the model alone)")

@@ -36,13 +36,20 @@ RULES = ("rms", "sgd")
 
 @dataclass(frozen=True)
 class DynamicConfig:
-    """The update rule and its step size η, decay λ toward the trained weights, and ε."""
+    """The update rule and its step size η, decay λ toward the trained weights, and ε.
+
+    rms_floor: the rms rule's gradient RMS is raised to at least this fraction of its
+    tensor's mean. An entry the training chunks never moved (the embedding row of a
+    token they did not hold) would otherwise get a step of η / ε when the scored text
+    has that token.
+    """
 
     rule: str = "rms"
     lr: float = 2e-5
     decay: float = 0.0
     eps: float = 1e-8
     rms_batches: int = 50
+    rms_floor: float = 0.0
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -51,6 +58,8 @@ class DynamicConfig:
             raise ValueError(f"dynamic evaluation: the step size must be > 0, got {self.lr}")
         if not 0 <= self.decay < 1:
             raise ValueError(f"dynamic evaluation: the decay must be in [0, 1), got {self.decay}")
+        if not 0 <= self.rms_floor <= 1:
+            raise ValueError(f"dynamic evaluation: the rms floor must be in [0, 1], got {self.rms_floor}")
         if self.rule == "rms" and self.rms_batches < 1:
             raise ValueError(f"dynamic evaluation: rule 'rms' needs rms_batches >= 1, got {self.rms_batches}")
 
@@ -107,6 +116,8 @@ def dynamic_evaluate(task, model: nn.Module, batches: Iterable[Batch], config: D
         if mean_squares is None or len(mean_squares) != len(params):
             raise ValueError("dynamic evaluation: rule 'rms' needs the training gradients' mean squares")
         rms = [ms.sqrt() for ms in mean_squares]
+        if config.rms_floor:
+            rms = [torch.maximum(r, config.rms_floor * r.mean()) for r in rms]
         scale = [1.0 / (r + config.eps) for r in rms]
         mean_rms = torch.cat([r.flatten() for r in rms]).mean()
         prior_weight = [(config.decay * r / mean_rms).clamp(max=1.0) for r in rms]
