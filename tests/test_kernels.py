@@ -302,6 +302,92 @@ def test_inference_mode(cell_id, monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
 
+def reference_outputs(layer, x, monkeypatch):
+    monkeypatch.setenv("RNNKIT_KERNEL", "loop")
+    with torch.no_grad():
+        out, final = layer(x, lengths=LENGTHS)
+    monkeypatch.delenv("RNNKIT_KERNEL")
+    return out, final
+
+
+@pytest.mark.parametrize("skip", [0, 2])
+@pytest.mark.parametrize("cell_id", ["lstm-peephole", "lstm-fgr", "gru-standard", "rnn-relu"])
+def test_packed_weights_are_kept_between_calls_until_the_weights_change(cell_id, skip, use_backend, monkeypatch):
+    """Without a backward the extension keeps each weight's packed form: a second call
+    reuses it and gives the same outputs; an in-place change of a weight (an optimizer
+    step, load_state_dict) must be seen at once, never the stale pack."""
+    use_backend("cpp")
+    extension.pack_cache_entries(clear=True)
+    layer = build(cell_id, torch.float32, skip=skip)
+    x = torch.randn(N, L, layer.input_size)
+    with torch.inference_mode():
+        first = layer(x, lengths=LENGTHS)
+    kept = extension.pack_cache_entries()
+    # the recurrent weights; LSTM and Elman run the input and skip products inside the step
+    fused_inputs = not cell_id.startswith("gru")
+    assert kept == 1 + fused_inputs * (1 + (skip > 0))
+    with torch.no_grad():
+        second = layer(x, lengths=LENGTHS)
+    assert extension.pack_cache_entries() == kept
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
+
+    with torch.no_grad():  # what an optimizer step does
+        for p in layer.parameters():
+            p.mul_(-0.7).add_(0.05)
+    with torch.inference_mode():
+        stepped = layer(x, lengths=LENGTHS)
+    expected = reference_outputs(layer, x, monkeypatch)
+    torch.testing.assert_close(stepped, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(stepped[0], first[0])
+
+    other = build(cell_id, torch.float32, seed=7, skip=skip)
+    layer.load_state_dict(other.state_dict())
+    with torch.inference_mode():
+        loaded = layer(x, lengths=LENGTHS)
+    torch.testing.assert_close(loaded, reference_outputs(other, x, monkeypatch), atol=1e-5, rtol=1e-5)
+    assert extension.pack_cache_entries() == kept  # the older versions were replaced
+
+
+def test_packed_weights_of_a_freed_layer_are_dropped(use_backend, monkeypatch):
+    """A freed weight's entry goes, so that a new tensor at the same address never meets it."""
+    use_backend("cpp")
+    extension.pack_cache_entries(clear=True)
+    x = torch.randn(N, L, D)
+    for seed in range(4):
+        layer = build("lstm-peephole", torch.float32, seed=seed)
+        with torch.no_grad():
+            out = layer(x, lengths=LENGTHS)
+        torch.testing.assert_close(out, reference_outputs(layer, x, monkeypatch), atol=1e-5, rtol=1e-5)
+        assert extension.pack_cache_entries() == 2  # this layer's recurrent and input weights
+        del layer, out
+    assert extension.pack_cache_entries() == 0
+
+
+def test_packed_weights_are_not_kept_when_training_or_when_switched_off():
+    """A graph being built means the weights are about to change: nothing is kept. With
+    RNNKIT_PACK_CACHE_MB=0 nothing is kept at all (a fresh process: read once)."""
+    backend_module("cpp")
+    script = textwrap.dedent("""
+        import torch
+        from rnnkit.layers import Recurrent
+        from rnnkit.layers.kernels import extension
+        layer = Recurrent("lstm", 4, 5, variant="peephole")
+        x = torch.randn(3, 7, 4)
+        out, _ = layer(x)
+        out.sum().backward()
+        print("training", extension.pack_cache_entries())
+        with torch.no_grad():
+            layer(x)
+        print("inference", extension.pack_cache_entries())
+    """)
+    for budget, expected in (("", "training 0\ninference 2"), ("0", "training 0\ninference 0")):
+        env = {**os.environ, "RNNKIT_PACK_CACHE_MB": budget}
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cell_id", ["lstm-peephole", "gru-standard", "rnn-tanh"])
 def test_the_loop_saves_for_backward_only_when_a_graph_is_built(cell_id, backend, use_backend, monkeypatch):
@@ -325,8 +411,8 @@ def test_the_loop_saves_for_backward_only_when_a_graph_is_built(cell_id, backend
 
 @pytest.mark.parametrize("which", [0, 1], ids=["sigmoid", "tanh"])
 def test_the_extensions_float_activations_are_within_a_few_ulp(which):
-    """The gate math's own sigmoid and tanh (polynomial exp, reciprocal estimate and a
-    Newton step) against float64 torch, over the whole range a gate sees."""
+    """The gate math's own sigmoid and tanh (a polynomial exp; tanh's Taylor series near
+    zero) against float64 torch, over the whole range a gate sees."""
     backend_module("cpp")
     x = torch.cat([torch.linspace(-100, 100, 400_001), torch.linspace(-1, 1, 100_001),
                    torch.tensor([0.0, -0.0, 1e-30, -1e-30, 88.5, -88.5, 1e4, -1e4])])

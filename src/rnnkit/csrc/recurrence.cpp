@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <mutex>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -41,6 +42,7 @@
 #include <vector>
 
 #include <unistd.h>
+
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -244,6 +246,49 @@ constexpr int64_t kSmallRows = 2;
 template <typename T>
 constexpr int64_t kBlock = 4 * Vec<T>::size();  // columns per block
 
+// Packs B (R, C), any strides, into blocks of NV vectors: packed[blk][r][v·VS + l] =
+// B[r][col(blk, v) + l] for l < count(blk, v), 0 beyond; cols(blk, v) gives that pair.
+// The weights arrive as transposed views (B[r][c] = W[c][r], unit stride along r) or
+// as W itself (unit stride along c); either way the inner loop reads contiguously.
+// Run per call, so it must cost little next to a short sequence: blocks in parallel,
+// no intermediate copy.
+template <typename T, typename Cols>
+Tensor pack_blocks(const Tensor& B, int64_t nblocks, int64_t NV, const Cols& cols) {
+  constexpr int64_t VS = Vec<T>::size();
+  const int64_t R = B.size(0), sr = B.stride(0), sc = B.stride(1), W = NV * VS;
+  Tensor packed = at::empty({nblocks, R, W}, B.options());
+  const T* src = B.data_ptr<T>();
+  T* dst = packed.data_ptr<T>();
+  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      T* out = dst + blk * R * W;
+      for (int64_t v = 0; v < NV; ++v) {
+        const auto [c0, count] = cols(blk, v);
+        const int64_t k = std::clamp<int64_t>(count, 0, VS);
+        if (sc == 1 || sr != 1) {  // rows of B: VS values at a time
+          for (int64_t r = 0; r < R; ++r) {
+            T* o = out + r * W + v * VS;
+            const T* in = src + r * sr + c0 * sc;
+            for (int64_t l = 0; l < k; ++l) o[l] = in[l * sc];
+            for (int64_t l = k; l < VS; ++l) o[l] = T(0);
+          }
+        } else {  // columns of B (rows of W): contiguous along r
+          for (int64_t l = 0; l < VS; ++l) {
+            T* o = out + v * VS + l;
+            if (l < k) {
+              const T* in = src + (c0 + l) * sc;
+              for (int64_t r = 0; r < R; ++r) o[r * W] = in[r];
+            } else {
+              for (int64_t r = 0; r < R; ++r) o[r * W] = T(0);
+            }
+          }
+        }
+      }
+    }
+  });
+  return packed;
+}
+
 template <typename T>
 struct Operand {
   Tensor mat;     // (R, C), perhaps a transposed view: what at::addmm reads
@@ -253,12 +298,13 @@ struct Operand {
   Operand() = default;
   Operand(const Tensor& m, int64_t rows) : mat(m), R(m.size(0)), C(m.size(1)) {
     if (!(kOwnProducts || rows <= kSmallRows)) return;
+    constexpr int64_t VS = Vec<T>::size();
     const int64_t nblocks = (C + kBlock<T> - 1) / kBlock<T>;
-    packed = at::zeros({nblocks, R, kBlock<T>}, m.options());
-    for (int64_t b = 0; b < nblocks; ++b) {
-      const int64_t c0 = b * kBlock<T>, w = std::min(kBlock<T>, C - c0);
-      packed[b].narrow(1, 0, w).copy_(m.narrow(1, c0, w));
-    }
+    const int64_t C_ = C;
+    packed = pack_blocks<T>(m, nblocks, kBlock<T> / VS, [&](int64_t blk, int64_t v) {
+      const int64_t c0 = blk * kBlock<T> + v * VS;
+      return std::pair<int64_t, int64_t>{c0, C_ - c0};
+    });
     data = packed.data_ptr<T>();
   }
 };
@@ -584,22 +630,116 @@ struct Fused {
   Fused(const Tensor& B, int64_t H, int64_t NV, bool interleaved) : R(B.size(0)) {
     const int64_t UB = interleaved ? VS : NV * VS;  // hidden units per block
     nblocks = (H + UB - 1) / UB;
-    const Tensor Bc = B.contiguous();
-    packed = at::zeros({nblocks, R, NV * VS}, B.options());
-    const T* src = Bc.data_ptr<T>();
-    T* dst = packed.data_ptr<T>();
-    const int64_t C = B.size(1);
-    for (int64_t blk = 0; blk < nblocks; ++blk)
-      for (int64_t r = 0; r < R; ++r)
-        for (int64_t v = 0; v < NV; ++v)
-          for (int64_t l = 0; l < VS; ++l) {
-            const int64_t unit = blk * UB + (interleaved ? 0 : v * VS) + l;
-            if (unit < H) dst[((blk * R + r) * NV + v) * VS + l] = src[r * C + (interleaved ? v * H : 0) + unit];
-          }
+    packed = pack_blocks<T>(B, nblocks, NV, [&](int64_t blk, int64_t v) {
+      const int64_t unit = blk * UB + (interleaved ? 0 : v * VS);  // the vector's first unit
+      return std::pair<int64_t, int64_t>{(interleaved ? v * H : 0) + unit, H - unit};
+    });
     data = packed.data_ptr<T>();
   }
+  Fused(const Tensor& p, int64_t rows, int64_t blocks) : packed(p), data(p.data_ptr<T>()), R(rows), nblocks(blocks) {}
   Fused() = default;
 };
+
+// ---- packed weights kept between calls --------------------------------------------------
+//
+// Without a backward, the same weights usually come back call after call (evaluation,
+// a model serving requests), and packing them took 5–10% of a call at the benchmark's
+// shape A. The packed form of a weight is therefore kept, matched by the weight tensor
+// itself (held weakly: the entry of a freed tensor is dropped and never matches another
+// at the same address), its data pointer and its version counter, which every in-place
+// change bumps (optimizer steps, copy_, load_state_dict). RNNKIT_PACK_CACHE_MB (default
+// 256, 0: off) bounds what is kept; the least recently used entries go first.
+
+class PackCache {
+ public:
+  template <typename T>
+  Fused<T> get(const Tensor& w, int64_t H, int64_t NV, bool interleaved) {
+    if (budget() <= 0 || w.is_inference()) return Fused<T>(w.t(), H, NV, interleaved);
+    const Key key{w.unsafeGetTensorImpl(), w.data_ptr(), w._version(), H, NV, interleaved, w.scalar_type()};
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      drop_freed();
+      for (Entry& e : entries_)
+        if (e.key == key) {
+          e.used = ++clock_;
+          return Fused<T>(e.packed, e.R, e.nblocks);
+        }
+    }
+    Fused<T> f(w.t(), H, NV, interleaved);
+    const std::lock_guard<std::mutex> lock(mutex_);
+    entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
+                                  [&](const Entry& e) { return e.key.impl == key.impl; }),  // older versions
+                   entries_.end());
+    entries_.push_back({key, WeakImpl(w.getIntrusivePtr()), f.packed, f.R, f.nblocks, ++clock_});
+    int64_t bytes = 0;
+    for (const Entry& e : entries_) bytes += e.packed.nbytes();
+    while (bytes > budget() && !entries_.empty()) {
+      auto lru = std::min_element(entries_.begin(), entries_.end(),
+                                  [](const Entry& a, const Entry& b) { return a.used < b.used; });
+      bytes -= lru->packed.nbytes();
+      entries_.erase(lru);
+    }
+    return f;
+  }
+
+  void clear() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    entries_.clear();
+  }
+  int64_t size() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    drop_freed();
+    return int64_t(entries_.size());
+  }
+
+ private:
+  using WeakImpl = c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>;
+  struct Key {
+    const c10::TensorImpl* impl;
+    const void* data;
+    int64_t version, H, NV;
+    bool interleaved;
+    at::ScalarType dtype;
+    bool operator==(const Key& o) const {
+      return impl == o.impl && data == o.data && version == o.version && H == o.H && NV == o.NV &&
+             interleaved == o.interleaved && dtype == o.dtype;
+    }
+  };
+  struct Entry {
+    Key key;
+    WeakImpl weak;
+    Tensor packed;
+    int64_t R, nblocks;
+    uint64_t used;
+  };
+  static int64_t budget() {
+    static const int64_t bytes = [] {
+      const char* e = std::getenv("RNNKIT_PACK_CACHE_MB");
+      return (e != nullptr && *e != '\0' ? std::atoll(e) : int64_t(256)) << 20;
+    }();
+    return bytes;
+  }
+  void drop_freed() {  // a freed weight's address may come back for another tensor
+    entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [](const Entry& e) { return e.weak.expired(); }),
+                   entries_.end());
+  }
+  std::mutex mutex_;
+  std::vector<Entry> entries_;
+  uint64_t clock_ = 0;
+};
+
+PackCache& pack_cache() {
+  static PackCache* cache = new PackCache();  // never destroyed: tensors outlive static teardown
+  return *cache;
+}
+
+// The packed form of weight w (G·H, R) for products x · w^T: kept between calls
+// without a backward (`save` false), packed afresh with one (the weights change at
+// every training step).
+template <typename T>
+Fused<T> fused_weight(const Tensor& w, int64_t H, int64_t NV, bool interleaved, bool save) {
+  return save ? Fused<T>(w.t(), H, NV, interleaved) : pack_cache().get<T>(w, H, NV, interleaved);
+}
 
 template <typename T>
 struct Segment {  // x (N, R) rows ldx apart, times a packed B
@@ -753,13 +893,13 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
     const int64_t G = GH / H, NV = lstm ? G : gru ? 3 : 4;
     const bool inter = lstm || gru;  // Elman: NV vectors of units of its one gate
     const int64_t UB = inter ? VS : NV * VS;
-    const Fused<T> FW(w_hh->t(), H, NV, inter);
+    const Fused<T> FW = fused_weight<T>(*w_hh, H, NV, inter, save);
     const bool project = !xp.defined();  // the input product joins the step's
-    const Fused<T> FX = project ? Fused<T>(w_ih.t(), H, NV, inter) : Fused<T>();
+    const Fused<T> FX = project ? fused_weight<T>(w_ih, H, NV, inter, save) : Fused<T>();
     const T* x0 = project ? x.data_ptr<T>() : nullptr;
     const T* bias_in = project && b_in.defined() ? b_in.data_ptr<T>() : nullptr;
-    const Fused<T> FS = d && !gru ? Fused<T>(w_skip->t(), H, NV, inter) : Fused<T>();
-    const Fused<T> FG = fgr ? Fused<T>(w_gate->t(), H, NV, inter) : Fused<T>();
+    const Fused<T> FS = d && !gru ? fused_weight<T>(*w_skip, H, NV, inter, save) : Fused<T>();
+    const Fused<T> FG = fgr ? fused_weight<T>(*w_gate, H, NV, inter, save) : Fused<T>();
     // GRU: the skip term joins x_n outside the reset gate, by a product of its own
     const Operand<T> S = gru && d ? Operand<T>(w_skip->t(), N) : Operand<T>();
     int64_t weight_bytes = FW.packed.numel() + (project ? FX.packed.numel() : 0);
@@ -1217,6 +1357,12 @@ std::vector<Tensor> forward(int64_t kind, int64_t flags, at::IntArrayRef blocks,
 // it does its own products (LSTM and Elman).
 std::vector<int64_t> info() { return {kOwnProducts ? 1 : 0, kSmallRows}; }
 
+// Entries in the pack cache (weights alive), after emptying it when `clear`.
+int64_t pack_cache_entries(bool clear) {
+  if (clear) pack_cache().clear();
+  return pack_cache().size();
+}
+
 std::vector<Tensor> backward(int64_t kind, int64_t flags, at::IntArrayRef blocks, int64_t skip,
                              const Tensor& grad_hbuf, const OptT& grad_c, const OptT& grad_g, const Tensor& hbuf,
                              const OptT& cs, const OptT& gs, const OptT& acts, const OptT& w_hh,
@@ -1271,6 +1417,7 @@ TORCH_LIBRARY(rnnkit_recurrence, m) {
         "Tensor? b_in, Tensor h_init, Tensor? c0, Tensor? g0, Tensor? w_hh, Tensor? b_rec, Tensor? w_skip, "
         "Tensor? peep, Tensor? w_gate, Tensor? lengths, bool save) -> Tensor[]");
   m.def("info() -> int[]", TORCH_FN(info));
+  m.def("pack_cache_entries(bool clear) -> int", TORCH_FN(pack_cache_entries));
   m.def("backward(int kind, int flags, int[] blocks, int skip, Tensor grad_hbuf, Tensor? grad_c, "
         "Tensor? grad_g, Tensor hbuf, Tensor? cs, Tensor? gs, Tensor? acts, Tensor? w_hh, "
         "Tensor? w_skip, Tensor? peep, Tensor? w_gate, Tensor? lengths) -> Tensor[]");

@@ -14,6 +14,8 @@ slower.
     RNNKIT_CPU_CAPABILITY=X   build for DEFAULT, AVX2 or AVX512 instead of torch's own choice
     RNNKIT_GEMM=torch|own     the kernel of the large products (default: torch.mm on Intel
                               CPUs, the extension's own elsewhere; see `large_products`)
+    RNNKIT_PACK_CACHE_MB=M    memory for weights kept packed between calls without a
+                              backward (default 256; 0: pack on every call)
     python -m rnnkit.layers.kernels    build it now and say how long it took
 
 The first build compiles one file with only the ATen headers it needs (no pybind11,
@@ -157,6 +159,12 @@ def projects_inside(spec, batch_size: int, training: bool) -> bool:
     if spec.kind not in ("lstm", "rnn_tanh", "rnn_relu") or not (own or batch_size <= small_rows):
         return False
     return batch_size >= (16 if training else 2)
+
+
+def pack_cache_entries(clear: bool = False) -> int:
+    """Weights whose packed form the extension keeps between calls without a backward
+    (after emptying that cache when `clear`). See `PackCache` in recurrence.cpp."""
+    return int(_state["ops"].pack_cache_entries(clear))
 
 
 def backward(spec, grad_hbuf, grad_c, grad_g, hbuf, cs, gs, acts, weight_hh, bias_rec,
