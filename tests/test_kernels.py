@@ -388,6 +388,82 @@ def test_packed_weights_are_not_kept_when_training_or_when_switched_off():
         assert result.stdout.strip() == expected
 
 
+def big_layer(cell_id, seed=0):
+    """Buffers of a few MB: large enough for the workspace (1 MB and up)."""
+    config = dict(CELL_OPTIONS[cell_id])
+    torch.manual_seed(seed)
+    return Recurrent(config.pop("cell"), 32, 256, **config)
+
+
+@pytest.mark.parametrize("cell_id", ["lstm-peephole", "gru-standard", "gru-original", "rnn-relu"])
+def test_workspace_buffers_are_reused_only_once_free(cell_id, use_backend):
+    """Training steps of one shape reuse the same buffers (the workspace stops growing)
+    and give the same gradients each time; a buffer still referenced (an output the
+    caller keeps, a graph not yet run backward) is never handed out again."""
+    use_backend("cpp")
+    layer = big_layer(cell_id)
+    x = torch.randn(16, 96, 32, requires_grad=True)
+    y = torch.randn(16, 96, 32, requires_grad=True)
+
+    def grads(inp):
+        layer.zero_grad(set_to_none=True)
+        inp.grad = None
+        out, _ = layer(inp)
+        (out * out).sum().backward()
+        return [inp.grad.clone(), *(p.grad.clone() for p in layer.parameters())]
+
+    first = grads(x)
+    held = extension.workspace_bytes()
+    assert held > 0
+    for _ in range(3):
+        again = grads(x)
+        assert extension.workspace_bytes() == held
+        for a, b in zip(first, again):
+            assert torch.equal(a, b)
+
+    with torch.no_grad():  # outputs kept by the caller stay intact through later calls
+        out_x, _ = layer(x)
+        kept = out_x.clone()
+        layer(y)
+        layer(x + 1)
+    assert torch.equal(out_x, kept)
+
+    x.grad = y.grad = None  # two graphs alive at once, run backward in the other order
+    out_x, _ = layer(x)
+    out_y, _ = layer(y)
+    (out_y * out_y).sum().backward()
+    layer(x.detach() * 2)[0].sum().backward()  # a third step in between, same shapes
+    (out_x * out_x).sum().backward()
+    torch.testing.assert_close(x.grad, first[0], rtol=1e-5, atol=1e-6)
+
+
+def test_workspace_releases_idle_buffers_and_can_be_switched_off(use_backend):
+    use_backend("cpp")
+    layer = big_layer("gru-standard")
+    x = torch.randn(16, 96, 32)
+    with torch.no_grad():
+        out, _ = layer(x)
+    assert extension.workspace_bytes() > 0
+    extension.workspace_bytes(release=True)
+    in_use = extension.workspace_bytes()
+    assert in_use >= out.numel() * 4  # the output's buffer stays: it is still used
+    del out
+    assert extension.workspace_bytes(release=True) == 0
+    script = textwrap.dedent("""
+        import torch
+        from rnnkit.layers import Recurrent
+        from rnnkit.layers.kernels import extension
+        layer = Recurrent("gru", 32, 256)
+        out, _ = layer(torch.randn(16, 96, 32))
+        out.sum().backward()
+        print(extension.workspace_bytes())
+    """)
+    env = {**os.environ, "RNNKIT_WORKSPACE_MB": "0"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cell_id", ["lstm-peephole", "gru-standard", "rnn-tanh"])
 def test_the_loop_saves_for_backward_only_when_a_graph_is_built(cell_id, backend, use_backend, monkeypatch):

@@ -26,6 +26,7 @@
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/mm.h>
+#include <ATen/ops/set.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
@@ -246,6 +247,97 @@ constexpr int64_t kSmallRows = 2;
 template <typename T>
 constexpr int64_t kBlock = 4 * Vec<T>::size();  // columns per block
 
+// ---- buffers kept between calls ----------------------------------------------------------
+//
+// A training step allocates the same large buffers every time: the saved gate
+// activations and states, the input projection, their gradients (at the speed
+// benchmark's shape B, 26–105 MB each). Buffers that large come from mmap and go back
+// to the system when freed, so every step paid the page faults and the zeroing of
+// fresh pages again: 20% of a GRU training step at B. The buffers are therefore kept
+// and handed out again once nothing else uses their memory (the pool's own reference
+// is the storage's last). A handed-out tensor shares the buffer's storage without
+// being a view of it. RNNKIT_WORKSPACE_MB (default 1024, 0: off) bounds what is kept;
+// idle buffers are released least recently used first, and requests beyond the bound
+// get plain new tensors.
+
+class Workspace {
+ public:
+  static constexpr int64_t kMinBytes = int64_t(1) << 20;  // smaller ones come from the heap anyway
+
+  // An uninitialised contiguous tensor of `sizes`.
+  Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& opts) {
+    int64_t numel = 1;
+    for (const int64_t n : sizes) numel *= n;
+    const int64_t bytes = numel * int64_t(opts.dtype().itemsize());
+    if (bytes < kMinBytes || budget() <= 0 || opts.device().type() != c10::DeviceType::CPU)
+      return at::empty(sizes, opts);
+    const std::lock_guard<std::mutex> lock(mutex_);
+    for (Entry& e : entries_)
+      if (e.base.dtype() == opts.dtype() && e.base.numel() == numel && idle(e)) {
+        e.used = ++clock_;
+        return share(e.base, sizes);
+      }
+    while (held_ + bytes > budget()) {  // make room: the least recently used idle buffer goes
+      auto lru = entries_.end();
+      for (auto it = entries_.begin(); it != entries_.end(); ++it)
+        if (idle(*it) && (lru == entries_.end() || it->used < lru->used)) lru = it;
+      if (lru == entries_.end()) return at::empty(sizes, opts);  // all in use: not kept
+      held_ -= lru->base.nbytes();
+      entries_.erase(lru);
+    }
+    Tensor base = at::empty({numel}, opts);
+    entries_.push_back({base, ++clock_});
+    held_ += bytes;
+    return share(base, sizes);
+  }
+
+  // Bytes held, in use or idle, after releasing the idle buffers when `release`.
+  int64_t held(bool release) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (release) {
+      entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [](const Entry& e) { return idle(e); }),
+                     entries_.end());
+      held_ = 0;
+      for (const Entry& e : entries_) held_ += e.base.nbytes();
+    }
+    return held_;
+  }
+
+ private:
+  struct Entry {
+    Tensor base;  // 1-D, the buffer's only reference when idle
+    uint64_t used;
+  };
+  static bool idle(const Entry& e) { return e.base.storage().use_count() == 1; }
+  static Tensor share(const Tensor& base, at::IntArrayRef sizes) {
+    std::vector<int64_t> strides(sizes.size());
+    int64_t stride = 1;
+    for (int64_t i = int64_t(sizes.size()) - 1; i >= 0; --i) {
+      strides[i] = stride;
+      stride *= std::max<int64_t>(sizes[i], 1);
+    }
+    Tensor t = at::empty({0}, base.options());
+    t.set_(base.storage(), 0, sizes, strides);
+    return t;
+  }
+  static int64_t budget() {
+    static const int64_t bytes = [] {
+      const char* e = std::getenv("RNNKIT_WORKSPACE_MB");
+      return (e != nullptr && *e != '\0' ? std::atoll(e) : int64_t(1024)) << 20;
+    }();
+    return bytes;
+  }
+  std::mutex mutex_;
+  std::vector<Entry> entries_;
+  int64_t held_ = 0;
+  uint64_t clock_ = 0;
+};
+
+Workspace& workspace() {
+  static Workspace* pool = new Workspace();  // never destroyed: tensors outlive static teardown
+  return *pool;
+}
+
 // Packs B (R, C), any strides, into blocks of NV vectors: packed[blk][r][v·VS + l] =
 // B[r][col(blk, v) + l] for l < count(blk, v), 0 beyond; cols(blk, v) gives that pair.
 // The weights arrive as transposed views (B[r][c] = W[c][r], unit stride along r) or
@@ -455,11 +547,17 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t sam, int64_t sak,
   }
 }
 
-// a (M, K) · b (K, N) (+ bias (N,)), any strides; a new contiguous (M, N).
-Tensor mm_op(const Tensor& a, const Tensor& b, const OptT& bias) {
+// a (M, K) · b (K, N) (+ bias (N,)), any strides; a new contiguous (M, N) from the
+// workspace. blas: by at::mm / at::addmm (the BLAS torch was built with), else by `gemm`.
+Tensor mm_op(const Tensor& a, const Tensor& b, const OptT& bias, bool blas) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "rnnkit mm: shapes ", a.sizes(), " ", b.sizes());
   TORCH_CHECK(a.scalar_type() == b.scalar_type(), "rnnkit mm: dtypes differ");
-  Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
+  Tensor out = workspace().empty({a.size(0), b.size(1)}, a.options());
+  if (blas) {
+    if (bias.has_value()) at::addmm_out(out, *bias, a, b);
+    else at::mm_out(out, a, b);
+    return out;
+  }
   const Tensor bias_c = bias.has_value() ? bias->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnnkit_mm", [&] {
     gemm<scalar_t>(a.size(0), b.size(1), a.size(1), a.data_ptr<scalar_t>(), a.stride(0), a.stride(1),
@@ -845,7 +943,7 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
   const bool lstm = a.kind == LSTM, fgr = lstm && (a.flags & GATE_RECURRENCE);
   const bool gru = a.kind == GRU, orig = a.kind == GRU_ORIGINAL;
 
-  Tensor hbuf = at::empty({off + 1 + L, N, H}, opts);
+  Tensor hbuf = workspace().empty({off + 1 + L, N, H}, opts);
   hbuf.narrow(0, 0, off + 1).copy_(h_init);
   // Without backward (inference) c and FGR's gates need only two slots, used in turn;
   // the last one written is returned alone (the caller reads only the final state).
@@ -853,15 +951,15 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
   auto slot = [&](int64_t t) { return save ? t : t % 2; };
   Tensor cs, gs, acts;
   if (lstm) {
-    cs = at::empty({slots, N, H}, opts);
+    cs = workspace().empty({slots, N, H}, opts);
     cs[0].copy_(*c0);
   }
   if (fgr) {
-    gs = at::empty({slots, N, 3 * H}, opts);
+    gs = workspace().empty({slots, N, 3 * H}, opts);
     gs[0].copy_(*g0);
   }
   const int64_t width = lstm ? GH : gru ? 4 * H : orig ? 3 * H : 0;  // saved activations per row
-  if (width && save) acts = at::empty({L, N, width}, opts);
+  if (width && save) acts = workspace().empty({L, N, width}, opts);
   Tensor scratch = width ? at::empty({N, width}, opts) : Tensor();
   Tensor pre = at::empty({N, GH}, opts);  // pre-activations (GRU: the input part)
   Tensor rec = (gru || orig) ? at::empty({N, GH}, opts) : Tensor();
@@ -1216,11 +1314,11 @@ std::vector<Tensor> backward_impl(const Args& a, const Tensor& grad_hbuf, const 
   const Tensor lens = lengths.has_value() ? lengths->contiguous() : Tensor();
   const Shape s{N, H, lens.defined() ? lens.data_ptr<int64_t>() : nullptr};
 
-  Tensor dH = grad_hbuf.contiguous().clone();
+  Tensor dH = workspace().empty(grad_hbuf.sizes(), opts).copy_(grad_hbuf);
   Tensor dc = lstm ? grad_c->contiguous().clone() : Tensor();
   Tensor dg = fgr ? grad_g->contiguous().clone() : Tensor();
-  Tensor dxp = at::empty({L, N, GH}, opts);
-  Tensor extra = gru ? at::empty({L, N, H}, opts) : Tensor();
+  Tensor dxp = workspace().empty({L, N, GH}, opts);
+  Tensor extra = gru ? workspace().empty({L, N, H}, opts) : Tensor();
   Tensor drec = gru ? at::empty({N, GH}, opts) : Tensor();
   Tensor d_rh = orig ? at::empty({N, H}, opts) : Tensor();
 
@@ -1358,6 +1456,9 @@ std::vector<Tensor> forward(int64_t kind, int64_t flags, at::IntArrayRef blocks,
 std::vector<int64_t> info() { return {kOwnProducts ? 1 : 0, kSmallRows}; }
 
 // Entries in the pack cache (weights alive), after emptying it when `clear`.
+// Bytes the workspace holds, after releasing its idle buffers when `release`.
+int64_t workspace_bytes(bool release) { return workspace().held(release); }
+
 int64_t pack_cache_entries(bool clear) {
   if (clear) pack_cache().clear();
   return pack_cache().size();
@@ -1418,12 +1519,13 @@ TORCH_LIBRARY(rnnkit_recurrence, m) {
         "Tensor? peep, Tensor? w_gate, Tensor? lengths, bool save) -> Tensor[]");
   m.def("info() -> int[]", TORCH_FN(info));
   m.def("pack_cache_entries(bool clear) -> int", TORCH_FN(pack_cache_entries));
+  m.def("workspace_bytes(bool release) -> int", TORCH_FN(workspace_bytes));
   m.def("backward(int kind, int flags, int[] blocks, int skip, Tensor grad_hbuf, Tensor? grad_c, "
         "Tensor? grad_g, Tensor hbuf, Tensor? cs, Tensor? gs, Tensor? acts, Tensor? w_hh, "
         "Tensor? w_skip, Tensor? peep, Tensor? w_gate, Tensor? lengths) -> Tensor[]");
   m.def("activation(Tensor x, int which) -> Tensor");
   m.def("product(Tensor init, Tensor x, Tensor B, int repeat) -> Tensor");
-  m.def("mm(Tensor a, Tensor b, Tensor? bias) -> Tensor");
+  m.def("mm(Tensor a, Tensor b, Tensor? bias, bool blas) -> Tensor");
   m.impl("mm", c10::DispatchKey::CPU, TORCH_FN(mm_op));
   m.impl("product", c10::DispatchKey::CPU, TORCH_FN(product_op));
   m.impl("forward", c10::DispatchKey::CPU, TORCH_FN(forward));

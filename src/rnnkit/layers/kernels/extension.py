@@ -16,6 +16,8 @@ slower.
                               CPUs, the extension's own elsewhere; see `large_products`)
     RNNKIT_PACK_CACHE_MB=M    memory for weights kept packed between calls without a
                               backward (default 256; 0: pack on every call)
+    RNNKIT_WORKSPACE_MB=M     memory for large buffers kept between calls (default 1024;
+                              0: allocate every time); see `workspace_bytes`
     python -m rnnkit.layers.kernels    build it now and say how long it took
 
 The first build compiles one file with only the ATen headers it needs (no pybind11,
@@ -177,7 +179,19 @@ def backward(spec, grad_hbuf, grad_c, grad_g, hbuf, cs, gs, acts, weight_hh, bia
 
 def own_mm(a, b, bias=None):
     """a (M, K) · b (K, N) (+ bias (N,)) with the extension's blocked kernel; any strides."""
-    return _state["ops"].mm(a, b, bias)
+    return _state["ops"].mm(a, b, bias, False)
+
+
+def blas_mm(a, b, bias=None):
+    """torch.mm / torch.addmm into a buffer of the extension's workspace."""
+    return _state["ops"].mm(a, b, bias, True)
+
+
+def workspace_bytes(release: bool = False) -> int:
+    """Bytes of large buffers the extension keeps between calls (training steps allocate
+    the same ones every time; see `Workspace` in recurrence.cpp), after releasing the
+    idle ones when `release`."""
+    return int(_state["ops"].workspace_bytes(release))
 
 
 def _cpu_vendor() -> str:
@@ -210,7 +224,7 @@ def large_products() -> str:
 def mm(a, b, bias=None):
     """a (M, K) · b (K, N) (+ bias (N,)), any strides, by the kernel `large_products()` names."""
     if large_products() == "torch":
-        return a @ b if bias is None else torch.addmm(bias, a, b)
+        return blas_mm(a, b, bias)
     return own_mm(a, b, bias)
 
 
