@@ -437,6 +437,23 @@ def test_workspace_buffers_are_reused_only_once_free(cell_id, use_backend):
     torch.testing.assert_close(x.grad, first[0], rtol=1e-5, atol=1e-6)
 
 
+def test_workspace_lets_go_of_a_shape_that_stopped_coming(use_backend):
+    """An idle buffer nobody asked for within 256 requests is released."""
+    use_backend("cpp")
+    layer = big_layer("rnn-relu")
+    extension.workspace_bytes(release=True)
+    with torch.no_grad():
+        layer(torch.randn(32, 96, 32))  # the output buffer: (1 + 96, 32, 256) floats
+        assert extension.workspace_bytes() == 97 * 32 * 256 * 4
+        x = torch.randn(16, 96, 32)
+        for _ in range(100):
+            layer(x)
+        assert extension.workspace_bytes() == 97 * (32 + 16) * 256 * 4
+        for _ in range(200):
+            layer(x)
+    assert extension.workspace_bytes() == 97 * 16 * 256 * 4
+
+
 def test_workspace_releases_idle_buffers_and_can_be_switched_off(use_backend):
     use_backend("cpp")
     layer = big_layer("gru-standard")

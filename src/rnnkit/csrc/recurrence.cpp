@@ -258,11 +258,13 @@ constexpr int64_t kBlock = 4 * Vec<T>::size();  // columns per block
 // is the storage's last). A handed-out tensor shares the buffer's storage without
 // being a view of it. RNNKIT_WORKSPACE_MB (default 1024, 0: off) bounds what is kept;
 // idle buffers are released least recently used first, and requests beyond the bound
-// get plain new tensors.
+// get plain new tensors. An idle buffer not asked for again within 256 requests (a
+// batch shape that stopped coming; a training step makes about ten) is released.
 
 class Workspace {
  public:
   static constexpr int64_t kMinBytes = int64_t(1) << 20;  // smaller ones come from the heap anyway
+  static constexpr uint64_t kStale = 256;  // requests without reuse after which an idle buffer goes
 
   // An uninitialised contiguous tensor of `sizes`.
   Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& opts) {
@@ -272,9 +274,11 @@ class Workspace {
     if (bytes < kMinBytes || budget() <= 0 || opts.device().type() != c10::DeviceType::CPU)
       return at::empty(sizes, opts);
     const std::lock_guard<std::mutex> lock(mutex_);
+    ++clock_;
+    release_if([&](const Entry& e) { return e.used + kStale < clock_; });  // a shape that stopped coming
     for (Entry& e : entries_)
       if (e.base.dtype() == opts.dtype() && e.base.numel() == numel && idle(e)) {
-        e.used = ++clock_;
+        e.used = clock_;
         return share(e.base, sizes);
       }
     while (held_ + bytes > budget()) {  // make room: the least recently used idle buffer goes
@@ -286,7 +290,7 @@ class Workspace {
       entries_.erase(lru);
     }
     Tensor base = at::empty({numel}, opts);
-    entries_.push_back({base, ++clock_});
+    entries_.push_back({base, clock_});
     held_ += bytes;
     return share(base, sizes);
   }
@@ -294,12 +298,7 @@ class Workspace {
   // Bytes held, in use or idle, after releasing the idle buffers when `release`.
   int64_t held(bool release) {
     const std::lock_guard<std::mutex> lock(mutex_);
-    if (release) {
-      entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [](const Entry& e) { return idle(e); }),
-                     entries_.end());
-      held_ = 0;
-      for (const Entry& e : entries_) held_ += e.base.nbytes();
-    }
+    if (release) release_if([](const Entry&) { return true; });
     return held_;
   }
 
@@ -309,6 +308,13 @@ class Workspace {
     uint64_t used;
   };
   static bool idle(const Entry& e) { return e.base.storage().use_count() == 1; }
+  template <typename F>
+  void release_if(const F& f) {  // the idle entries for which f holds
+    entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return idle(e) && f(e); }),
+                   entries_.end());
+    held_ = 0;
+    for (const Entry& e : entries_) held_ += e.base.nbytes();
+  }
   static Tensor share(const Tensor& base, at::IntArrayRef sizes) {
     std::vector<int64_t> strides(sizes.size());
     int64_t stride = 1;
