@@ -470,3 +470,38 @@ def test_label_smoothing_trains_on_softened_targets_and_evaluates_plain(tmp_path
         soft = torch.full_like(logp, s / K)
         soft[torch.arange(len(y)), y] += 1 - s
         torch.testing.assert_close(out.loss, -(soft * logp).sum(-1).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_test_copies_average_the_probabilities_over_noisy_copies_and_are_repeatable(tmp_path, capsys):
+    """data.test_copies = C: evaluation and predict answer with the mean probability over C copies
+    of each sequence carrying the training noise (real steps only); C = 0 is the model alone."""
+    path = user_file(tmp_path)
+    data = {"source": "file", "path": str(path), "valid_fraction": 0, "input_noise": 0.5, "offset_noise": 0.3}
+    assert main(["train", recipe(tmp_path, data=data)]) == 0
+    task, model, _, _ = load_run(tmp_path / "run")
+    task.prepare_data()
+    (batch,) = task.eval_batches("test")
+    x, lengths = batch.inputs, batch.lengths
+    plain = task.answer(model, x, lengths)
+    torch.testing.assert_close(plain, model(x, None, lengths)[0])
+
+    import dataclasses
+
+    task.config = dataclasses.replace(task.config, data=dataclasses.replace(task.config.data, test_copies=3))
+    got = task.answer(model, x, lengths)
+    assert torch.equal(got, task.answer(model, x, lengths))  # seeded: the same copies every time
+    generator = torch.Generator().manual_seed(task.config.run.seed + 231_131)
+    real = (torch.arange(x.shape[1])[None, :, None] < lengths[:, None, None]).float()
+    probs = []
+    for _ in range(3):
+        shift = torch.randn(x.shape, generator=generator) * 0.5 + torch.randn(x.shape[0], 1, x.shape[2],
+                                                                             generator=generator) * 0.3
+        probs.append(model(x + shift * real, None, lengths)[0].softmax(-1))
+    torch.testing.assert_close(got.exp(), torch.stack(probs).mean(0))
+    assert not torch.allclose(got, plain.log_softmax(-1))
+
+    metrics = evaluate(task, model, task.eval_batches("test"), device=torch.device("cpu"))  # answers the same way
+    assert metrics["accuracy"] == pytest.approx((got.argmax(-1) == batch.targets).float().mean().item())
+
+    with pytest.raises(ConfigError, match="test_copies"):
+        load_config(recipe(tmp_path, data={"test_copies": 4}, name="no-noise.yaml"))

@@ -28,6 +28,7 @@ The `tag` task (rnnkit.tasks.tag) shares all of this with a prediction at every 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -89,6 +90,10 @@ class SequenceData(Section):
     scale_noise: float = option(0.0, ge=0, help="training only: each feature of each sequence is multiplied "
                                                 "by one Gaussian factor of mean 1 and this standard deviation, "
                                                 "the same at all its real steps (magnitude scaling)")
+    test_copies: int = option(0, ge=0, help="evaluation and predict: the answer is the mean probability over "
+                                            "this many copies of each sequence with the training input_noise "
+                                            "and offset_noise drawn afresh (test-time augmentation; seeded, so "
+                                            "repeatable; 0: the sequence alone)")
     time_warp: float = option(0.0, ge=0, lt=1, help="training only: each sequence is resampled (linear "
                                                     "interpolation) to its length times a factor uniform in "
                                                     "1 ± time_warp (0: off; classify)")
@@ -115,6 +120,9 @@ class SequenceData(Section):
             raise ConfigError("path", self.path, "a .npz or .csv file when source is 'file'")
         if self.min_length > self.length:
             raise ConfigError("min_length", self.min_length, f"at most data.length ({self.length})")
+        if self.test_copies and not (self.input_noise or self.offset_noise):
+            raise ConfigError("test_copies", self.test_copies, "0 unless data.input_noise or data.offset_noise "
+                                                               "is set (the copies carry the training noise)")
 
     @property
     def synthetic(self) -> bool:
@@ -424,6 +432,9 @@ class Classify(Task):
             loss = torch.stack([self._loss(o, y, batch.num_items, True) for o in members]).mean()
             out = (members.mean(0) if self.meta["kind"] == "value" else
                    torch.logsumexp(members.log_softmax(-1), 0))  # the ensemble's answer, up to a constant
+        elif not model.training and self.data_config.test_copies:
+            out, state = self.answer(model, batch.inputs, batch.lengths), None
+            loss = self._loss(out, y, batch.num_items)
         else:
             out, state = model(batch.inputs, None, batch.lengths)  # (N, K) or (N, L, K)
             out = out.float()
@@ -445,6 +456,28 @@ class Classify(Task):
                 whole = ((pred == y) | ~real).all(dim=1)
                 self._sequences += np.array([len(whole), int(whole.sum())])
         return LossOutput(loss, metrics, state)
+
+    def answer(self, model, inputs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The model's answer to a batch (N, L, D): its output, or with data.test_copies = C the
+        log of the mean probability over C copies carrying the training noise (regression: the
+        mean output). The copies' noise comes from a generator seeded afresh for every batch,
+        so an evaluation is repeatable."""
+        d = self.data_config
+        if not d.test_copies:
+            return model(inputs, None, lengths)[0].float()
+        N, L, D = inputs.shape
+        generator = torch.Generator().manual_seed(self.config.run.seed + 231_131)
+        real = torch.ones(N, L, 1) if lengths is None else (
+            torch.arange(L)[None, :, None] < lengths.cpu()[:, None, None]).float()
+        outs = []
+        for _ in range(d.test_copies):
+            shift = torch.randn(N, L, D, generator=generator) * d.input_noise
+            shift = shift + torch.randn(N, 1, D, generator=generator) * d.offset_noise
+            outs.append(model(inputs + (shift * real).to(inputs.device, inputs.dtype), None, lengths)[0].float())
+        outs = torch.stack(outs)
+        if self.meta["kind"] == "value":
+            return outs.mean(0)
+        return torch.logsumexp(outs.log_softmax(-1), dim=0) - math.log(len(outs))
 
     def summarize(self, metrics: dict[str, float]) -> dict[str, float]:
         metrics = dict(metrics)
@@ -518,7 +551,8 @@ class Classify(Task):
             data = self.scaler.apply(data)
         except SequenceDataError as err:
             raise TaskCommandError(str(err)) from None
-        rows = predict_rows(model, data, kind, self.meta["classes"], self.data_config.eval_batch_size)
+        rows = predict_rows(model, data, kind, self.meta["classes"], self.data_config.eval_batch_size,
+                            answer=lambda x, lengths: self.answer(model, x, lengths))
         out = open(args.output, "w", newline="") if getattr(args, "output", None) else sys.stdout
         try:
             for row in rows:
@@ -625,8 +659,10 @@ def random_crops(inputs: torch.Tensor, lengths: torch.Tensor, fraction: float, g
 
 
 @torch.no_grad()
-def predict_rows(model, data: SequenceSet, kind: str, classes: list[str], batch_size: int = 256) -> list[list[str]]:
-    """A header and one row per sequence (tag: per step) of predictions by `model` (in eval mode)."""
+def predict_rows(model, data: SequenceSet, kind: str, classes: list[str], batch_size: int = 256,
+                 answer=None) -> list[list[str]]:
+    """A header and one row per sequence (tag: per step) of predictions by `model` (in eval mode);
+    answer(inputs, lengths), when given, replaces the model's own output (test-time copies)."""
     device = next(model.parameters()).device
     model.eval()
     header = {"value": ["id", "value"], "class": ["id", "predicted", "probability"],
@@ -636,7 +672,10 @@ def predict_rows(model, data: SequenceSet, kind: str, classes: list[str], batch_
         index = list(range(start, min(start + batch_size, len(data))))
         padded = SequenceBatches(data.subset(index), batch_size)
         p = next(iter(padded))
-        out, _ = model(p.inputs.to(device), None, p.lengths)
+        if answer is not None:
+            out = answer(p.inputs.to(device), p.lengths)
+        else:
+            out, _ = model(p.inputs.to(device), None, p.lengths)
         out = out.float().cpu()
         for row, i in enumerate(index):
             sid = _csv_field(data.ids[i])
