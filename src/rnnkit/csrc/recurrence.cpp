@@ -261,6 +261,12 @@ constexpr int64_t kBlock = 4 * Vec<T>::size();  // columns per block
 // get plain new tensors. An idle buffer not asked for again within 256 requests (a
 // batch shape that stopped coming; a training step makes about ten) is released.
 
+// An environment variable in megabytes, as bytes (unset or empty: the default).
+inline int64_t env_megabytes(const char* name, int64_t default_mb) {
+  const char* e = std::getenv(name);
+  return (e != nullptr && *e != '\0' ? std::atoll(e) : default_mb) << 20;
+}
+
 class Workspace {
  public:
   static constexpr int64_t kMinBytes = int64_t(1) << 20;  // smaller ones come from the heap anyway
@@ -327,10 +333,7 @@ class Workspace {
     return t;
   }
   static int64_t budget() {
-    static const int64_t bytes = [] {
-      const char* e = std::getenv("RNNKIT_WORKSPACE_MB");
-      return (e != nullptr && *e != '\0' ? std::atoll(e) : int64_t(1024)) << 20;
-    }();
+    static const int64_t bytes = env_megabytes("RNNKIT_WORKSPACE_MB", 1024);
     return bytes;
   }
   std::mutex mutex_;
@@ -817,10 +820,7 @@ class PackCache {
     uint64_t used;
   };
   static int64_t budget() {
-    static const int64_t bytes = [] {
-      const char* e = std::getenv("RNNKIT_PACK_CACHE_MB");
-      return (e != nullptr && *e != '\0' ? std::atoll(e) : int64_t(256)) << 20;
-    }();
+    static const int64_t bytes = env_megabytes("RNNKIT_PACK_CACHE_MB", 256);
     return bytes;
   }
   void drop_freed() {  // a freed weight's address may come back for another tensor
