@@ -454,6 +454,27 @@ def test_workspace_lets_go_of_a_shape_that_stopped_coming(use_backend):
     assert extension.workspace_bytes() == 97 * 16 * 256 * 4
 
 
+def test_workspace_never_reuses_memory_moved_to_shared_memory(use_backend):
+    """torch.multiprocessing moves a tensor sent to another process into shared memory
+    (share_memory_): that process may still read it after this one lets go, so the
+    buffer must leave the workspace rather than be handed out again."""
+    use_backend("cpp")
+    layer = big_layer("rnn-relu")
+    extension.workspace_bytes(release=True)
+    x = torch.randn(16, 96, 32)
+    with torch.no_grad():
+        out, _ = layer(x)
+        expected = out.clone()
+        out.share_memory_()
+        shared = out.data_ptr()
+        assert extension.workspace_bytes() == 97 * 16 * 256 * 4
+        del out
+        again, _ = layer(x)
+    assert again.data_ptr() != shared
+    torch.testing.assert_close(again, expected)
+    assert extension.workspace_bytes() == 97 * 16 * 256 * 4  # the new buffer only
+
+
 def test_workspace_releases_idle_buffers_and_can_be_switched_off(use_backend):
     use_backend("cpp")
     layer = big_layer("gru-standard")

@@ -281,6 +281,8 @@ class Workspace {
       return at::empty(sizes, opts);
     const std::lock_guard<std::mutex> lock(mutex_);
     ++clock_;
+    entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [](const Entry& e) { return moved(e); }),
+                   entries_.end());
     release_if([&](const Entry& e) { return e.used + kStale < clock_; });  // a shape that stopped coming
     for (Entry& e : entries_)
       if (e.base.dtype() == opts.dtype() && e.base.numel() == numel && idle(e)) {
@@ -296,7 +298,7 @@ class Workspace {
       entries_.erase(lru);
     }
     Tensor base = at::empty({numel}, opts);
-    entries_.push_back({base, clock_});
+    entries_.push_back({base, clock_, base.storage().data()});
     held_ += bytes;
     return share(base, sizes);
   }
@@ -312,8 +314,13 @@ class Workspace {
   struct Entry {
     Tensor base;  // 1-D, the buffer's only reference when idle
     uint64_t used;
+    const void* memory;  // where the buffer was allocated
   };
-  static bool idle(const Entry& e) { return e.base.storage().use_count() == 1; }
+  // Nothing else references the storage, and its memory is still ours: share_memory_()
+  // (a tensor sent to another process) or a resize moves it, and another process may
+  // still read it, so such a buffer is never handed out again (release_if drops it).
+  static bool idle(const Entry& e) { return e.base.storage().use_count() == 1 && !moved(e); }
+  static bool moved(const Entry& e) { return e.base.storage().data() != e.memory; }
   template <typename F>
   void release_if(const F& f) {  // the idle entries for which f holds
     entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return idle(e) && f(e); }),
