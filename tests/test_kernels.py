@@ -340,6 +340,12 @@ def test_packed_weights_are_kept_between_calls_until_the_weights_change(cell_id,
     torch.testing.assert_close(stepped, expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(stepped[0], first[0])
 
+    for p in layer.parameters():  # writes through .data leave the version counter alone
+        p.data.mul_(0.5)
+    with torch.inference_mode():
+        halved = layer(x, lengths=LENGTHS)
+    torch.testing.assert_close(halved, reference_outputs(layer, x, monkeypatch), atol=1e-5, rtol=1e-5)
+
     other = build(cell_id, torch.float32, seed=7, skip=skip)
     layer.load_state_dict(other.state_dict())
     with torch.inference_mode():

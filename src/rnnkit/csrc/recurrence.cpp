@@ -760,9 +760,12 @@ struct Fused {
 // a model serving requests), and packing them took 5–10% of a call at the benchmark's
 // shape A. The packed form of a weight is therefore kept, matched by the weight tensor
 // itself (held weakly: the entry of a freed tensor is dropped and never matches another
-// at the same address), its data pointer and its version counter, which every in-place
-// change bumps (optimizer steps, copy_, load_state_dict). RNNKIT_PACK_CACHE_MB (default
-// 256, 0: off) bounds what is kept; the least recently used entries go first.
+// at the same address), its data pointer and version counter (bumped by in-place
+// changes: optimizer steps, copy_, load_state_dict), and its values, compared byte for
+// byte with a copy kept beside the packed form: a write through `.data` changes none of
+// the rest. The comparison reads the weight once, a fraction of packing's cost.
+// RNNKIT_PACK_CACHE_MB (default 256, 0: off) bounds what is kept; the least recently
+// used entries go first.
 
 class PackCache {
  public:
@@ -774,7 +777,7 @@ class PackCache {
       const std::lock_guard<std::mutex> lock(mutex_);
       drop_freed();
       for (Entry& e : entries_)
-        if (e.key == key) {
+        if (e.key == key && same_values(w, e.values)) {
           e.used = ++clock_;
           return Fused<T>(e.packed, e.R, e.nblocks);
         }
@@ -784,13 +787,14 @@ class PackCache {
     entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
                                   [&](const Entry& e) { return e.key.impl == key.impl; }),  // older versions
                    entries_.end());
-    entries_.push_back({key, WeakImpl(w.getIntrusivePtr()), f.packed, f.R, f.nblocks, ++clock_});
+    entries_.push_back({key, WeakImpl(w.getIntrusivePtr()), w.contiguous().clone(), f.packed, f.R, f.nblocks,
+                        ++clock_});
     int64_t bytes = 0;
-    for (const Entry& e : entries_) bytes += e.packed.nbytes();
+    for (const Entry& e : entries_) bytes += e.packed.nbytes() + e.values.nbytes();
     while (bytes > budget() && !entries_.empty()) {
       auto lru = std::min_element(entries_.begin(), entries_.end(),
                                   [](const Entry& a, const Entry& b) { return a.used < b.used; });
-      bytes -= lru->packed.nbytes();
+      bytes -= lru->packed.nbytes() + lru->values.nbytes();
       entries_.erase(lru);
     }
     return f;
@@ -822,6 +826,7 @@ class PackCache {
   struct Entry {
     Key key;
     WeakImpl weak;
+    Tensor values;  // the weight as packed
     Tensor packed;
     int64_t R, nblocks;
     uint64_t used;
@@ -829,6 +834,12 @@ class PackCache {
   static int64_t budget() {
     static const int64_t bytes = env_megabytes("RNNKIT_PACK_CACHE_MB", 256);
     return bytes;
+  }
+  // Byte for byte the values that were packed: writes through `.data` (p.data.copy_(...),
+  // a hand-written SGD step) do not bump the weight's version counter.
+  static bool same_values(const Tensor& w, const Tensor& values) {
+    const Tensor c = w.contiguous();
+    return c.nbytes() == values.nbytes() && std::memcmp(c.data_ptr(), values.data_ptr(), c.nbytes()) == 0;
   }
   void drop_freed() {  // a freed weight's address may come back for another tensor
     entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [](const Entry& e) { return e.weak.expired(); }),
