@@ -71,11 +71,16 @@ def main(argv=None) -> int:
     p.add_argument("--distill", type=int, default=0, metavar="E",
                    help="distil each model from an E-member ensemble of the recipe trained first")
     args = p.parse_args(argv)
+    try:
+        seeds = [int(v) for v in args.seeds.split(",") if v] if "," in args.seeds else list(range(int(args.seeds)))
+    except ValueError:
+        seeds = []
+    if not seeds:
+        p.error(f"--seeds {args.seeds!r}: a count of at least 1, or a comma-separated list of seeds (e.g. 0,3)")
     torch.set_num_threads(args.threads)
     overrides = VARIANTS[args.variant] + args.overrides + [f"run.threads={args.threads}"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        seeds = [int(v) for v in args.seeds.split(",")] if "," in args.seeds else range(int(args.seeds))
         for seed in seeds:
             if args.cv:
                 folds = [run(args.recipe, overrides + [f"data.folds={args.cv}", f"data.fold={k}"], seed, "valid",
