@@ -531,15 +531,17 @@ def test_the_loop_saves_for_backward_only_when_a_graph_is_built(cell_id, backend
 
 @pytest.mark.parametrize("which", [0, 1], ids=["sigmoid", "tanh"])
 def test_the_extensions_float_activations_are_within_a_few_ulp(which):
-    """The gate math's own sigmoid and tanh (a polynomial exp; tanh's Taylor series near
-    zero) against float64 torch, over the whole range a gate sees."""
+    """The gate math's own sigmoid (a polynomial exp) and tanh (a rational function)
+    against float64 torch, over the whole range a gate sees, near zero and at infinity."""
     backend_module("cpp")
     x = torch.cat([torch.linspace(-100, 100, 400_001), torch.linspace(-1, 1, 100_001),
-                   torch.tensor([0.0, -0.0, 1e-30, -1e-30, 88.5, -88.5, 1e4, -1e4])])
+                   torch.linspace(-1e-3, 1e-3, 100_001),
+                   torch.tensor([0.0, -0.0, 1e-30, -1e-30, 88.5, -88.5, 1e4, -1e4, float("inf"), -float("inf")])])
     got = torch.ops.rnnkit_recurrence.activation(x, which).double()
     want = torch.sigmoid(x.double()) if which == 0 else torch.tanh(x.double())
     ulp = torch.finfo(torch.float32).eps * want.abs().clamp_min(torch.finfo(torch.float32).tiny)
     assert ((got - want).abs() <= 4 * ulp + 1e-38).all(), float(((got - want).abs() / ulp).max())
+    assert torch.ops.rnnkit_recurrence.activation(torch.full((40,), float("nan")), which).isnan().all()
 
 
 def test_unknown_cells_take_the_loop():
