@@ -253,6 +253,47 @@ def test_two_threads_larger_shapes(cell_id, skip, n_batch, hidden, split, monkey
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("skip", [0, 2])
+@pytest.mark.parametrize("cell_id", ["lstm-peephole", "lstm-cifg", "lstm-fgr", "gru-standard", "gru-original", "rnn-tanh"])
+def test_rows_taken_over_from_a_slow_thread_keep_the_results(cell_id, skip, monkeypatch):
+    """With rows apart, a thread that has run all its steps takes rows over from a slower
+    one (RNNKIT_SLOW_THREAD_US makes thread 1 slow here): the hand-over happens, and
+    outputs, state and gradients still equal the Python loops (float64, with lengths)."""
+    module = backend_module("cpp")
+    monkeypatch.setenv("RNNKIT_SPLIT", "rows")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        config = dict(CELL_OPTIONS[cell_id])
+        cell = config.pop("cell")
+        torch.manual_seed(0)
+        layer = Recurrent(cell, 30, 64, skip=skip, **config).double()
+        layer.residual = True  # one layer: the loop path even for torch's configurations
+        x = torch.randn(32, 12, 30, dtype=torch.float64, requires_grad=True)
+        lengths = torch.tensor([12, 5, 1, 12, 2, 7, 8, 3] * 4)
+        results = []
+        for backend in (python_loop, module):
+            monkeypatch.setattr(function, "_backend", lambda x, backend=backend: backend)
+            if backend is module:
+                monkeypatch.setenv("RNNKIT_SLOW_THREAD_US", "2000")
+                extension.rows_handed_over()
+            out, final = layer(x, lengths=lengths)
+            handed = [extension.rows_handed_over()]
+            loss = out.sum() + sum((s * s).sum() for s in final)
+            results.append([out, *final, *torch.autograd.grad(loss, [x, *layer.parameters()])])
+            handed.append(extension.rows_handed_over())
+        assert min(handed) > 0, handed  # in the forward loop and in the backward loop
+        for a, b in zip(*results):
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
+        with torch.inference_mode():
+            out, final = layer(x.detach(), lengths=lengths)
+        assert extension.rows_handed_over() > 0
+        for a, b in zip([out, *final], results[0]):
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("gemm", ["own", "torch"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 @pytest.mark.parametrize("cell_id", ["lstm-peephole", "lstm-fgr", "gru-standard", "gru-original", "rnn-relu"])

@@ -31,6 +31,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -156,6 +157,13 @@ struct Team {
   // pass and product for the whole loop, and never waits for the others.
   int64_t row0 = 0, row1 = -1;
   bool rows() const { return row1 >= 0; }
+  // The same thread with the rows [first, last) to itself.
+  Team with_rows(int64_t first, int64_t last) const {
+    Team t = *this;
+    t.row0 = first;
+    t.row1 = last;
+    return t;
+  }
   // The same thread with its share of N rows to itself.
   Team owning_rows(int64_t N) const {
     Team t = *this;
@@ -188,6 +196,95 @@ void run_team(int size, const F& f) {
   }
 #endif
   f(Team{});
+}
+
+// A loop with rows apart, kept balanced: step(tm, t) runs step t for the rows of tm.
+// Each thread starts with its share of the rows. One that has run all its steps takes
+// part of the rows of the thread with the most work left: that thread gives up its
+// last register blocks of rows from its next step on, and the taker starts on them as
+// soon as their current step is done. A machine that slows one core (another tenant on
+// it) then slows the loop by the average instead of by the slower core: measured here,
+// the two threads of a call finished up to 40% apart with fixed halves.
+struct RowShare {
+  std::mutex m;
+  int64_t lo = 0, hi = 0;  // rows
+  int64_t cur = -1;        // the step being run (or last run) on [lo, hi)
+  std::atomic<int64_t> done{-1};  // the last step finished on every row of [lo, hi)
+};
+
+// Rows handed from one thread to another since the count was last read (for tests and
+// measurements), and a delay after every step of thread 1 (RNNKIT_SLOW_THREAD_US, for
+// tests: it makes the hand-over happen on any machine).
+std::atomic<int64_t> rows_handed_over{0};
+
+template <typename Step>
+void run_rows_balanced(int size, int64_t N, int64_t L, int64_t block, const Step& step) {
+  const char* slow_env = std::getenv("RNNKIT_SLOW_THREAD_US");
+  const int64_t slow_us = slow_env != nullptr ? std::atoll(slow_env) : 0;
+  std::vector<RowShare> shares(size);
+  for (int i = 0; i < size; ++i) {
+    shares[i].lo = N * i / size;
+    shares[i].hi = N * (i + 1) / size;
+  }
+  run_team(size, [&](const Team& team) {
+    RowShare& mine = shares[team.id];
+    for (;;) {
+      for (int64_t t = mine.cur + 1; t < L; ++t) {  // the rows held now, to the end
+        int64_t lo, hi;
+        {
+          std::lock_guard<std::mutex> g(mine.m);
+          lo = mine.lo;
+          hi = mine.hi;
+          mine.cur = t;
+        }
+        if (slow_us > 0 && team.id == 1) usleep(useconds_t(slow_us));  // inside the step: taken rows wait
+        if (lo < hi) step(team.with_rows(lo, hi), t);
+        mine.done.store(t, std::memory_order_release);
+      }
+      // Take half the blocks of rows (rounded down) of the share with the most work left.
+      int victim = -1;
+      int64_t most = 0;
+      for (int i = 0; i < size; ++i) {
+        if (i == team.id) continue;
+        std::lock_guard<std::mutex> g(shares[i].m);
+        const int64_t left = (shares[i].hi - shares[i].lo) * (L - 1 - shares[i].cur);
+        if ((shares[i].hi - shares[i].lo) >= 2 * block && L - 1 - shares[i].cur >= 2 && left > most) {
+          most = left;
+          victim = i;
+        }
+      }
+      if (victim < 0) return;
+      RowShare& v = shares[victim];
+      int64_t lo, hi, from;
+      {
+        std::lock_guard<std::mutex> g(v.m);
+        const int64_t blocks = (v.hi - v.lo + block - 1) / block;
+        if (blocks < 2 || L - 1 - v.cur < 2) continue;  // it moved on meanwhile: look again
+        lo = v.lo + (blocks - blocks / 2) * block;
+        hi = v.hi;
+        from = v.cur;
+        v.hi = lo;
+      }
+      rows_handed_over.fetch_add(hi - lo, std::memory_order_relaxed);
+      while (v.done.load(std::memory_order_acquire) < from) {  // the victim ends step `from` on them
+      }
+      std::lock_guard<std::mutex> g(mine.m);
+      mine.lo = lo;
+      mine.hi = hi;
+      mine.cur = from;
+      mine.done.store(from, std::memory_order_release);
+    }
+  });
+}
+
+// The steps i = 0 .. L-1 of a loop: step(tm, i) on every thread, with rows apart by
+// run_rows_balanced (blocks of `block` rows), else each thread on its units, in order.
+template <typename Step>
+void run_loop(int threads, bool by_rows, int64_t N, int64_t L, int64_t block, const Step& step) {
+  if (by_rows) return run_rows_balanced(threads, N, L, block, step);
+  run_team(threads, [&](const Team& tm) {
+    for (int64_t i = 0; i < L; ++i) step(tm, i);
+  });
 }
 
 // What every elementwise pass knows.
@@ -1036,79 +1133,77 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
     weight_bytes += (FS.data ? FS.packed.numel() : 0) + (fgr ? FG.packed.numel() : 0);
     weight_bytes = weight_bytes * int64_t(sizeof(T)) + packed_bytes<T>({&S});
     const bool by_rows = rows_apart(threads, N, weight_bytes);
-    run_team(threads, [&](const Team& team) {
-      const Team tm = by_rows ? team.owning_rows(N) : team;
-      for (int64_t t = 0; t < L; ++t) {
-        const T* x_t = project ? nullptr : xb + t * N * GH;
-        const T* hp = hb + (off + t) * NH;
-        const T* hs = hb + (off + t + 1 - d) * NH;
-        T* hn = hb + (off + t + 1) * NH;
-        T* act = ab == nullptr ? nullptr : save ? ab + t * N * width : ab;
-        const T* cp = lstm ? cb + slot(t) * NH : nullptr;
-        T* cn = lstm ? cb + slot(t + 1) * NH : nullptr;
-        const T* gp = fgr ? gb + slot(t) * 3 * NH : nullptr;
-        T* gn = fgr ? gb + slot(t + 1) * 3 * NH : nullptr;
-        const T* xs = x_t;
-        if (gru && d) {
-          product<T>(tm, pp, GH, x_t, GH, hs, H, N, S, opts);
-          tm.barrier();
-          xs = pp;
-        }
-        Segment<T> segs[4] = {{hp, H, &FW}};
-        int nseg = 1;
-        if (project) segs[nseg++] = {x0 + t * x.stride(0), x.stride(1), &FX};
-        if (d && !gru) segs[nseg++] = {hs, H, &FS};
-        if (fgr) segs[nseg++] = {gp, 3 * H, &FG};
-        auto init = [&](int64_t blk, int64_t n, T* acc) {
-          for (int64_t v = 0; v < NV; ++v) {
-            const int64_t j = blk * UB + (inter ? 0 : v * VS), k = std::min<int64_t>(VS, H - j);
-            const int64_t col = (inter ? v * H : 0) + j;
-            Vec<T> a0(T(0));
-            if (k > 0) {
-              if (gru && v == 2) a0 = Vec<T>::loadu(b_p + j, k);
-              else if (!project) a0 = Vec<T>::loadu(xs + n * GH + col, k);
-              else if (bias_in != nullptr) a0 = Vec<T>::loadu(bias_in + col, k);
-            }
-            a0.store(acc + v * VS);
-          }
-        };
-        auto epi = [&](int64_t blk, int64_t n, const T* acc) {
-          const int64_t j0 = blk * UB, j1 = std::min(H, j0 + UB);
-          if (!s.active(t, n)) {  // past its length the row keeps its state, zero activations
-            copy_cols(hn + n * H, hp + n * H, j0, j1);
-            if (lstm) copy_cols(cn + n * H, cp + n * H, j0, j1);
-            if (fgr)
-              for (int64_t b = 0; b < 3; ++b) copy_cols(gn + n * 3 * H + b * H, gp + n * 3 * H + b * H, j0, j1);
-            if (width) zero_blocks(act + n * width, width / H, H, j0, j1);
-            return;
-          }
-          if (lstm) {
-            Vec<T> p[4];
-            for (int64_t v = 0; v < NV; ++v) p[v] = Vec<T>::loadu(acc + v * VS);
-            T* kept = save ? act + n * GH : nullptr;  // inference keeps no activations
-            lstm_cell<T>(a.lay, H, j0, j1 - j0, p, cp + n * H, peep_p, kept, cn + n * H, hn + n * H,
-                         fgr ? gn + n * 3 * H : nullptr);
-          } else if (gru) {
-            const int64_t k = j1 - j0;
-            gru_cell<T>(H, j0, k, sigmoid(Vec<T>::loadu(acc)), sigmoid(Vec<T>::loadu(acc + VS)),
-                        Vec<T>::loadu(acc + 2 * VS), Vec<T>::loadu(xs + n * GH + 2 * H + j0, k), hp + n * H,
-                        act + n * width, hn + n * H);
-          } else {
-            for (int64_t v = 0; v < NV; ++v) {
-              const int64_t j = j0 + v * VS;
-              if (j >= H) break;
-              const Vec<T> pv = Vec<T>::loadu(acc + v * VS);
-              const Vec<T> out = a.kind == RNN_TANH ? tanh(pv) : at::vec::maximum(pv, Vec<T>(T(0)));
-              out.store(hn + n * H + j, std::min<int64_t>(VS, H - j));
-            }
-          }
-        };
-        const int64_t nblocks = FW.nblocks;
-        if (NV == 4) fused_step<T, 4>(tm, N, nblocks, segs, nseg, init, epi);
-        else fused_step<T, 3>(tm, N, nblocks, segs, nseg, init, epi);
+    auto run_step = [&](const Team& tm, int64_t t) {
+      const T* x_t = project ? nullptr : xb + t * N * GH;
+      const T* hp = hb + (off + t) * NH;
+      const T* hs = hb + (off + t + 1 - d) * NH;
+      T* hn = hb + (off + t + 1) * NH;
+      T* act = ab == nullptr ? nullptr : save ? ab + t * N * width : ab;
+      const T* cp = lstm ? cb + slot(t) * NH : nullptr;
+      T* cn = lstm ? cb + slot(t + 1) * NH : nullptr;
+      const T* gp = fgr ? gb + slot(t) * 3 * NH : nullptr;
+      T* gn = fgr ? gb + slot(t + 1) * 3 * NH : nullptr;
+      const T* xs = x_t;
+      if (gru && d) {
+        product<T>(tm, pp, GH, x_t, GH, hs, H, N, S, opts);
         tm.barrier();
+        xs = pp;
       }
-    });
+      Segment<T> segs[4] = {{hp, H, &FW}};
+      int nseg = 1;
+      if (project) segs[nseg++] = {x0 + t * x.stride(0), x.stride(1), &FX};
+      if (d && !gru) segs[nseg++] = {hs, H, &FS};
+      if (fgr) segs[nseg++] = {gp, 3 * H, &FG};
+      auto init = [&](int64_t blk, int64_t n, T* acc) {
+        for (int64_t v = 0; v < NV; ++v) {
+          const int64_t j = blk * UB + (inter ? 0 : v * VS), k = std::min<int64_t>(VS, H - j);
+          const int64_t col = (inter ? v * H : 0) + j;
+          Vec<T> a0(T(0));
+          if (k > 0) {
+            if (gru && v == 2) a0 = Vec<T>::loadu(b_p + j, k);
+            else if (!project) a0 = Vec<T>::loadu(xs + n * GH + col, k);
+            else if (bias_in != nullptr) a0 = Vec<T>::loadu(bias_in + col, k);
+          }
+          a0.store(acc + v * VS);
+        }
+      };
+      auto epi = [&](int64_t blk, int64_t n, const T* acc) {
+        const int64_t j0 = blk * UB, j1 = std::min(H, j0 + UB);
+        if (!s.active(t, n)) {  // past its length the row keeps its state, zero activations
+          copy_cols(hn + n * H, hp + n * H, j0, j1);
+          if (lstm) copy_cols(cn + n * H, cp + n * H, j0, j1);
+          if (fgr)
+            for (int64_t b = 0; b < 3; ++b) copy_cols(gn + n * 3 * H + b * H, gp + n * 3 * H + b * H, j0, j1);
+          if (width) zero_blocks(act + n * width, width / H, H, j0, j1);
+          return;
+        }
+        if (lstm) {
+          Vec<T> p[4];
+          for (int64_t v = 0; v < NV; ++v) p[v] = Vec<T>::loadu(acc + v * VS);
+          T* kept = save ? act + n * GH : nullptr;  // inference keeps no activations
+          lstm_cell<T>(a.lay, H, j0, j1 - j0, p, cp + n * H, peep_p, kept, cn + n * H, hn + n * H,
+                       fgr ? gn + n * 3 * H : nullptr);
+        } else if (gru) {
+          const int64_t k = j1 - j0;
+          gru_cell<T>(H, j0, k, sigmoid(Vec<T>::loadu(acc)), sigmoid(Vec<T>::loadu(acc + VS)),
+                      Vec<T>::loadu(acc + 2 * VS), Vec<T>::loadu(xs + n * GH + 2 * H + j0, k), hp + n * H,
+                      act + n * width, hn + n * H);
+        } else {
+          for (int64_t v = 0; v < NV; ++v) {
+            const int64_t j = j0 + v * VS;
+            if (j >= H) break;
+            const Vec<T> pv = Vec<T>::loadu(acc + v * VS);
+            const Vec<T> out = a.kind == RNN_TANH ? tanh(pv) : at::vec::maximum(pv, Vec<T>(T(0)));
+            out.store(hn + n * H + j, std::min<int64_t>(VS, H - j));
+          }
+        }
+      };
+      const int64_t nblocks = FW.nblocks;
+      if (NV == 4) fused_step<T, 4>(tm, N, nblocks, segs, nseg, init, epi);
+      else fused_step<T, 3>(tm, N, nblocks, segs, nseg, init, epi);
+      tm.barrier();
+    };
+    run_loop(threads, by_rows, N, L, NV == 3 ? (kRows * 4) / 3 : kRows, run_step);
     return finish();
   }
 
@@ -1124,76 +1219,73 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
   if (d) S = Operand<T>(w_skip->t(), N);
   if (fgr) Gt = Operand<T>(w_gate->t(), N);
   const bool by_rows = rows_apart(threads, N, packed_bytes<T>({&W, &Wrz, &Wn, &S, &Gt}));
-  run_team(threads, [&](const Team& team) {
-    const Team tm = by_rows ? team.owning_rows(N) : team;
-    for (int64_t t = 0; t < L; ++t) {
-      const T* x_t = xb + t * N * GH;
-      const T* hp = hb + (off + t) * NH;
-      const T* hs = hb + (off + t + 1 - d) * NH;  // h_{t-d}
-      T* hn = hb + (off + t + 1) * NH;
-      T* act = ab == nullptr ? nullptr : save ? ab + t * N * width : ab;
-      const T* cp = lstm ? cb + slot(t) * NH : nullptr;
-      T* cn = lstm ? cb + slot(t + 1) * NH : nullptr;
-      const T* gp = fgr ? gb + slot(t) * 3 * NH : nullptr;
-      T* gn = fgr ? gb + slot(t + 1) * 3 * NH : nullptr;
-      // past its length a row keeps its state; its activations are zero
-      auto keep = [&](int64_t n, int64_t j0, int64_t j1) {
-        copy_cols(hn + n * H, hp + n * H, j0, j1);
-        if (lstm) copy_cols(cn + n * H, cp + n * H, j0, j1);
-        if (fgr)
-          for (int64_t b = 0; b < 3; ++b) copy_cols(gn + n * 3 * H + b * H, gp + n * 3 * H + b * H, j0, j1);
-        if (width) zero_blocks(act + n * width, width / H, H, j0, j1);
-      };
-      // xs: the input part, x_t plus the skip term
-      const T* xs = x_t;
-      if (d) {
-        product<T>(tm, pp, GH, x_t, GH, hs, H, N, S, opts);
-        if (gru || orig) tm.barrier();  // their next products split other column counts
-        xs = pp;
-      }
-      if (gru) {  // r, z = σ(xs + h W^T); n = tanh(x_n + r (W_nh h + b_nh))
-        product<T>(tm, rp, GH, nullptr, 0, hp, H, N, W, opts);
-        tm.barrier();
-        for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
-          if (s.active(t, n)) gru_forward<T>(H, j0, j1, xs + n * GH, rp + n * GH, b_p, hp + n * H, act + n * width, hn + n * H);
-          else keep(n, j0, j1);
-        });
-        tm.barrier();
-        continue;
-      }
-      if (orig) {  // r, z = σ(xs + h W_rz^T); n = tanh(x_n + (r h) W_n^T)
-        product<T>(tm, rp, GH, xs, GH, hp, H, N, Wrz, opts);
-        tm.barrier();
-        for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
-          gru_orig_forward_rz<T>(H, j0, j1, rp + n * GH, hp + n * H, act + n * width, rhp + n * H);
-        });
-        tm.barrier();
-        product<T>(tm, rp + 2 * H, GH, xs + 2 * H, GH, rhp, H, N, Wn, opts);
-        tm.barrier();
-        for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
-          if (s.active(t, n)) gru_orig_forward_n<T>(H, j0, j1, rp + n * GH + 2 * H, hp + n * H, act + n * width, hn + n * H);
-          else keep(n, j0, j1);
-        });
-        tm.barrier();
-        continue;
-      }
-      // LSTM, Elman, additive: pre = xs + h W^T (+ FGR's g_{t-1} W_gate^T)
-      const T* in = xs;
-      if (a.kind != ADDITIVE) {
-        product<T>(tm, pp, GH, xs, GH, hp, H, N, W, opts);
-        in = pp;
-      }
-      if (fgr) product<T>(tm, pp, GH, pp, GH, gp, 3 * H, N, Gt, opts);
+  run_loop(threads, by_rows, N, L, kRows, [&](const Team& tm, int64_t t) {
+    const T* x_t = xb + t * N * GH;
+    const T* hp = hb + (off + t) * NH;
+    const T* hs = hb + (off + t + 1 - d) * NH;  // h_{t-d}
+    T* hn = hb + (off + t + 1) * NH;
+    T* act = ab == nullptr ? nullptr : save ? ab + t * N * width : ab;
+    const T* cp = lstm ? cb + slot(t) * NH : nullptr;
+    T* cn = lstm ? cb + slot(t + 1) * NH : nullptr;
+    const T* gp = fgr ? gb + slot(t) * 3 * NH : nullptr;
+    T* gn = fgr ? gb + slot(t + 1) * 3 * NH : nullptr;
+    // past its length a row keeps its state; its activations are zero
+    auto keep = [&](int64_t n, int64_t j0, int64_t j1) {
+      copy_cols(hn + n * H, hp + n * H, j0, j1);
+      if (lstm) copy_cols(cn + n * H, cp + n * H, j0, j1);
+      if (fgr)
+        for (int64_t b = 0; b < 3; ++b) copy_cols(gn + n * 3 * H + b * H, gp + n * 3 * H + b * H, j0, j1);
+      if (width) zero_blocks(act + n * width, width / H, H, j0, j1);
+    };
+    // xs: the input part, x_t plus the skip term
+    const T* xs = x_t;
+    if (d) {
+      product<T>(tm, pp, GH, x_t, GH, hs, H, N, S, opts);
+      if (gru || orig) tm.barrier();  // their next products split other column counts
+      xs = pp;
+    }
+    if (gru) {  // r, z = σ(xs + h W^T); n = tanh(x_n + r (W_nh h + b_nh))
+      product<T>(tm, rp, GH, nullptr, 0, hp, H, N, W, opts);
       tm.barrier();
       for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
-        if (!s.active(t, n)) keep(n, j0, j1);
-        else if (lstm)
-          lstm_forward<T>(a.lay, H, GH / H, j0, j1, in + n * GH, cp + n * H, peep_p, act + n * GH, cn + n * H,
-                          hn + n * H, fgr ? gn + n * 3 * H : nullptr);
-        else simple_forward<T>(a.kind, j0, j1, in + n * GH, hp + n * H, hn + n * H);
+        if (s.active(t, n)) gru_forward<T>(H, j0, j1, xs + n * GH, rp + n * GH, b_p, hp + n * H, act + n * width, hn + n * H);
+        else keep(n, j0, j1);
       });
       tm.barrier();
+      return;
     }
+    if (orig) {  // r, z = σ(xs + h W_rz^T); n = tanh(x_n + (r h) W_n^T)
+      product<T>(tm, rp, GH, xs, GH, hp, H, N, Wrz, opts);
+      tm.barrier();
+      for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
+        gru_orig_forward_rz<T>(H, j0, j1, rp + n * GH, hp + n * H, act + n * width, rhp + n * H);
+      });
+      tm.barrier();
+      product<T>(tm, rp + 2 * H, GH, xs + 2 * H, GH, rhp, H, N, Wn, opts);
+      tm.barrier();
+      for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
+        if (s.active(t, n)) gru_orig_forward_n<T>(H, j0, j1, rp + n * GH + 2 * H, hp + n * H, act + n * width, hn + n * H);
+        else keep(n, j0, j1);
+      });
+      tm.barrier();
+      return;
+    }
+    // LSTM, Elman, additive: pre = xs + h W^T (+ FGR's g_{t-1} W_gate^T)
+    const T* in = xs;
+    if (a.kind != ADDITIVE) {
+      product<T>(tm, pp, GH, xs, GH, hp, H, N, W, opts);
+      in = pp;
+    }
+    if (fgr) product<T>(tm, pp, GH, pp, GH, gp, 3 * H, N, Gt, opts);
+    tm.barrier();
+    for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
+      if (!s.active(t, n)) keep(n, j0, j1);
+      else if (lstm)
+        lstm_forward<T>(a.lay, H, GH / H, j0, j1, in + n * GH, cp + n * H, peep_p, act + n * GH, cn + n * H,
+                        hn + n * H, fgr ? gn + n * 3 * H : nullptr);
+      else simple_forward<T>(a.kind, j0, j1, in + n * GH, hp + n * H, hn + n * H);
+    });
+    tm.barrier();
   });
   return finish();
 }
@@ -1379,76 +1471,74 @@ std::vector<Tensor> backward_impl(const Args& a, const Tensor& grad_hbuf, const 
   const int threads = team_size(own, N * H * (GH + (d ? GH : 0) + (fgr ? GH * 3 : 0)));
   const bool by_rows = rows_apart(threads, N, packed_bytes<T>({&W, &Wrz, &Wn, &S, &Gm}));
 
-  run_team(threads, [&](const Team& team) {
-    const Team tm = by_rows ? team.owning_rows(N) : team;
-    for (int64_t t = L - 1; t >= 0; --t) {
-      const T* dh = dHb + (off + t + 1) * NH;
-      T* dhp = dHb + (off + t) * NH;
-      const T* hp = hb + (off + t) * NH;
-      const T* act = ab ? ab + t * N * width : nullptr;
-      T* dx = dxb + t * N * GH;
-      // past its length a row has zero dpre and passes its gradient on unchanged
-      auto pass = [&](int64_t n, int64_t j0, int64_t j1) {
-        zero_blocks(dx + n * GH, G, H, j0, j1);
-        for (int64_t j = j0; j < j1; ++j) dhp[n * H + j] += dh[n * H + j];
-      };
-      if (lstm) {
-        const T* c_prev = cb + t * NH;
-        const T* c = cb + (t + 1) * NH;
-        for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
-          if (s.active(t, n))
-            lstm_backward<T>(a.lay, H, j0, j1, dh + n * H, dcb + n * H, fgr ? dgb + n * 3 * H : nullptr,
-                             act + n * GH, c_prev + n * H, c + n * H, peep_p, dx + n * GH);
-          else pass(n, j0, j1);  // its dc and dg rows stay as they are
-        });
-        tm.barrier();
-        product<T>(tm, dhp, H, dhp, H, dx, GH, N, W, opts);
-        if (fgr) product<T>(tm, dgb, 3 * H, dgb, 3 * H, dx, GH, N, Gm, opts);
-      } else if (gru) {
-        T* ex = extra.data_ptr<T>() + t * NH;
-        for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
-          if (s.active(t, n)) {
-            gru_backward<T>(H, j0, j1, dh + n * H, act + n * width, hp + n * H, dx + n * GH, dr + n * GH, ex + n * H,
-                            dhp + n * H);
-          } else {
-            pass(n, j0, j1);
-            zero_blocks(dr + n * GH, 3, H, j0, j1);
-            zero_cols(ex + n * H, j0, j1);
-          }
-        });
-        tm.barrier();
-        product<T>(tm, dhp, H, dhp, H, dr, GH, N, W, opts);
-      } else if (orig) {
-        for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
-          if (s.active(t, n)) gru_orig_backward_n<T>(H, j0, j1, dh + n * H, act + n * width, dx + n * GH);
-          else zero_cols(dx + n * GH + 2 * H, j0, j1);
-        });
-        tm.barrier();
-        product<T>(tm, drh, H, nullptr, 0, dx + 2 * H, GH, N, Wn, opts);
-        tm.barrier();
-        for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
-          if (s.active(t, n))
-            gru_orig_backward_rz<T>(H, j0, j1, dh + n * H, act + n * width, hp + n * H, drh + n * H, dx + n * GH,
-                                    dhp + n * H);
-          else pass(n, j0, j1);
-        });
-        tm.barrier();
-        product<T>(tm, dhp, H, dhp, H, dx, GH, N, Wrz, opts);
-      } else {
-        const T* hn = hb + (off + t + 1) * NH;
-        for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
-          if (s.active(t, n)) simple_backward<T>(a.kind, j0, j1, dh + n * H, hn + n * H, dx + n * GH, dhp + n * H);
-          else pass(n, j0, j1);
-        });
-        tm.barrier();
-        if (a.kind != ADDITIVE) product<T>(tm, dhp, H, dhp, H, dx, GH, N, W, opts);
-      }
-      if (d) {
-        T* target = dHb + (off + t + 1 - d) * NH;
-        product<T>(tm, target, H, target, H, dx, GH, N, S, opts);
-      }
+  run_loop(threads, by_rows, N, L, kRows, [&](const Team& tm, int64_t i) {  // t = L-1 down to 0
+    const int64_t t = L - 1 - i;
+    const T* dh = dHb + (off + t + 1) * NH;
+    T* dhp = dHb + (off + t) * NH;
+    const T* hp = hb + (off + t) * NH;
+    const T* act = ab ? ab + t * N * width : nullptr;
+    T* dx = dxb + t * N * GH;
+    // past its length a row has zero dpre and passes its gradient on unchanged
+    auto pass = [&](int64_t n, int64_t j0, int64_t j1) {
+      zero_blocks(dx + n * GH, G, H, j0, j1);
+      for (int64_t j = j0; j < j1; ++j) dhp[n * H + j] += dh[n * H + j];
+    };
+    if (lstm) {
+      const T* c_prev = cb + t * NH;
+      const T* c = cb + (t + 1) * NH;
+      for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
+        if (s.active(t, n))
+          lstm_backward<T>(a.lay, H, j0, j1, dh + n * H, dcb + n * H, fgr ? dgb + n * 3 * H : nullptr,
+                           act + n * GH, c_prev + n * H, c + n * H, peep_p, dx + n * GH);
+        else pass(n, j0, j1);  // its dc and dg rows stay as they are
+      });
       tm.barrier();
+      product<T>(tm, dhp, H, dhp, H, dx, GH, N, W, opts);
+      if (fgr) product<T>(tm, dgb, 3 * H, dgb, 3 * H, dx, GH, N, Gm, opts);
+    } else if (gru) {
+      T* ex = extra.data_ptr<T>() + t * NH;
+      for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
+        if (s.active(t, n)) {
+          gru_backward<T>(H, j0, j1, dh + n * H, act + n * width, hp + n * H, dx + n * GH, dr + n * GH, ex + n * H,
+                          dhp + n * H);
+        } else {
+          pass(n, j0, j1);
+          zero_blocks(dr + n * GH, 3, H, j0, j1);
+          zero_cols(ex + n * H, j0, j1);
+        }
+      });
+      tm.barrier();
+      product<T>(tm, dhp, H, dhp, H, dr, GH, N, W, opts);
+    } else if (orig) {
+      for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
+        if (s.active(t, n)) gru_orig_backward_n<T>(H, j0, j1, dh + n * H, act + n * width, dx + n * GH);
+        else zero_cols(dx + n * GH + 2 * H, j0, j1);
+      });
+      tm.barrier();
+      product<T>(tm, drh, H, nullptr, 0, dx + 2 * H, GH, N, Wn, opts);
+      tm.barrier();
+      for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
+        if (s.active(t, n))
+          gru_orig_backward_rz<T>(H, j0, j1, dh + n * H, act + n * width, hp + n * H, drh + n * H, dx + n * GH,
+                                  dhp + n * H);
+        else pass(n, j0, j1);
+      });
+      tm.barrier();
+      product<T>(tm, dhp, H, dhp, H, dx, GH, N, Wrz, opts);
+    } else {
+      const T* hn = hb + (off + t + 1) * NH;
+      for_units<T>(tm, N, H, [&](int64_t n, int64_t j0, int64_t j1) {
+        if (s.active(t, n)) simple_backward<T>(a.kind, j0, j1, dh + n * H, hn + n * H, dx + n * GH, dhp + n * H);
+        else pass(n, j0, j1);
+      });
+      tm.barrier();
+      if (a.kind != ADDITIVE) product<T>(tm, dhp, H, dhp, H, dx, GH, N, W, opts);
     }
+    if (d) {
+      T* target = dHb + (off + t + 1 - d) * NH;
+      product<T>(tm, target, H, target, H, dx, GH, N, S, opts);
+    }
+    tm.barrier();
   });
   return {dxp, dH.narrow(0, 0, off + 1), dc, dg, extra};
 }
@@ -1490,6 +1580,9 @@ std::vector<int64_t> info() { return {kOwnProducts ? 1 : 0, kSmallRows}; }
 // Entries in the pack cache (weights alive), after emptying it when `clear`.
 // Bytes the workspace holds, after releasing its idle buffers when `release`.
 int64_t workspace_bytes(bool release) { return workspace().held(release); }
+
+// Rows handed between threads by `run_rows_balanced` since the last read.
+int64_t rows_handed_over_count() { return rows_handed_over.exchange(0); }
 
 int64_t pack_cache_entries(bool clear) {
   if (clear) pack_cache().clear();
@@ -1552,6 +1645,7 @@ TORCH_LIBRARY(rnnkit_recurrence, m) {
   m.def("info() -> int[]", TORCH_FN(info));
   m.def("pack_cache_entries(bool clear) -> int", TORCH_FN(pack_cache_entries));
   m.def("workspace_bytes(bool release) -> int", TORCH_FN(workspace_bytes));
+  m.def("rows_handed_over() -> int", TORCH_FN(rows_handed_over_count));
   m.def("backward(int kind, int flags, int[] blocks, int skip, Tensor grad_hbuf, Tensor? grad_c, "
         "Tensor? grad_g, Tensor hbuf, Tensor? cs, Tensor? gs, Tensor? acts, Tensor? w_hh, "
         "Tensor? w_skip, Tensor? peep, Tensor? w_gate, Tensor? lengths) -> Tensor[]");

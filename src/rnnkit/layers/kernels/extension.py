@@ -18,6 +18,8 @@ slower.
                               backward (default 256; 0: pack on every call)
     RNNKIT_WORKSPACE_MB=M     memory for large buffers kept between calls (default 1024;
                               0: allocate every time); see `workspace_bytes`
+    RNNKIT_SLOW_THREAD_US=U   for tests: thread 1 of a loop with rows apart waits U µs
+                              after every step, so the others take rows over from it
     python -m rnnkit.layers.kernels    build it now and say how long it took
 
 The first build compiles one file with only the ATen headers it needs (no pybind11,
@@ -167,6 +169,12 @@ def pack_cache_entries(clear: bool = False) -> int:
     """Weights whose packed form the extension keeps between calls without a backward
     (after emptying that cache when `clear`). See `PackCache` in recurrence.cpp."""
     return int(_state["ops"].pack_cache_entries(clear))
+
+
+def rows_handed_over() -> int:
+    """Batch rows that one thread of a loop took over from a slower one since the last
+    call (see `run_rows_balanced` in recurrence.cpp)."""
+    return int(_state["ops"].rows_handed_over())
 
 
 def backward(spec, grad_hbuf, grad_c, grad_g, hbuf, cs, gs, acts, weight_hh, bias_rec,
