@@ -214,15 +214,16 @@ def test_backends_agree(cell_id, skip, with_lengths, save):
             torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
-@pytest.mark.parametrize("split", ["auto", "rows", "units"])
+@pytest.mark.parametrize("split", ["auto", "rows", "units", "claimed"])
 @pytest.mark.parametrize("n_batch, hidden", [(1, 300), (3, 100), (16, 40)], ids=["N1", "N3", "N16"])
 @pytest.mark.parametrize("skip", [0, 1, 3])
 @pytest.mark.parametrize("cell_id", CELL_IDS)
 def test_two_threads_larger_shapes(cell_id, skip, n_batch, hidden, split, monkeypatch):
     """Shapes big enough for the extension to run its loop on two threads (rows or
-    columns split between them, or a fused loop's batch rows or units, RNNKIT_SPLIT)
-    and its own register-blocked products: equal to the Python loops (float64, with
-    lengths, outputs, state and all gradients)."""
+    columns split between them, or a fused loop's batch rows or units, fixed or, without
+    a backward, claimed step by step: RNNKIT_SPLIT) and its own register-blocked
+    products: equal to the Python loops (float64, with lengths, outputs, state and all
+    gradients)."""
     module = backend_module("cpp")
     if split != "auto":
         monkeypatch.setenv("RNNKIT_SPLIT", split)

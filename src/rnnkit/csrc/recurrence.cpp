@@ -36,6 +36,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <tuple>
@@ -1013,18 +1014,38 @@ inline void fused_rows(int64_t rows, const Segment<T>* segs, int nseg, int64_t b
   fused_block<T, MR, NV>(segs, nseg, blk, n0, init, epi);
 }
 
-// Thread tm's unit blocks of one step, all N rows.
+// Thread tm's unit blocks of one step, all N rows (with rows apart, its rows of every
+// block). With `claim`, the blocks are taken one by one from that counter of the step
+// (all threads share it) instead of a fixed share.
 template <typename T, int NV, typename Init, typename Epi>
 void fused_step(const Team& tm, int64_t N, int64_t nblocks, const Segment<T>* segs, int nseg, const Init& init,
-                const Epi& epi) {
+                const Epi& epi, std::atomic<int64_t>* claim = nullptr) {
   constexpr int MR = NV == 4 ? kRows : NV == 3 ? (kRows * 4) / 3 : kRows;
-  const auto [first, last] = tm.rows() ? std::pair<int64_t, int64_t>{0, nblocks} : tm.share(nblocks);
   const int64_t n0 = tm.rows() ? tm.row0 : 0, n1 = tm.rows() ? tm.row1 : N;
-  for (int64_t blk = first; blk < last; ++blk)
+  auto block = [&](int64_t blk) {
     for (int64_t n = n0; n < n1; n += MR)
       fused_rows<T, MR, NV>(std::min<int64_t>(MR, n1 - n), segs, nseg, blk,
                             n, [&](int64_t m, T* acc) { init(blk, m, acc); },
                             [&](int64_t m, const T* acc) { epi(blk, m, acc); });
+  };
+  if (claim != nullptr) {
+    for (int64_t blk; (blk = claim->fetch_add(1, std::memory_order_relaxed)) < nblocks;) block(blk);
+    return;
+  }
+  const auto [first, last] = tm.rows() ? std::pair<int64_t, int64_t>{0, nblocks} : tm.share(nblocks);
+  for (int64_t blk = first; blk < last; ++blk) block(blk);
+}
+
+// L2 cache per core; 1 MiB where the system does not say.
+inline int64_t l2_bytes() {
+  static const int64_t l2 = [] {
+    long size = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    size = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return size > 0 ? int64_t(size) : int64_t(1) << 20;
+  }();
+  return l2;
 }
 
 // Whether the threads of a loop should split the batch rows rather than the units
@@ -1032,21 +1053,28 @@ void fused_step(const Team& tm, int64_t N, int64_t nblocks, const Segment<T>* se
 // rows apart each thread runs the whole sequence alone: no barrier per step and no
 // state crossing between cores. Each thread then reads all the packed weights every
 // step, so they must stay in its L2 cache; with units apart each reads only its share.
-// RNNKIT_SPLIT=rows|units overrides (for measurements and tests).
+// RNNKIT_SPLIT=rows|units|claimed overrides (for measurements and tests).
 inline bool rows_apart(int threads, int64_t N, int64_t weight_bytes) {
   if (threads < 2 || N < 4 * threads) return false;
   if (const char* e = std::getenv("RNNKIT_SPLIT")) {
     if (std::strcmp(e, "rows") == 0) return true;
-    if (std::strcmp(e, "units") == 0) return false;
+    if (std::strcmp(e, "units") == 0 || std::strcmp(e, "claimed") == 0) return false;
   }
-  static const int64_t l2 = [] {  // per core; 1 MiB where the system does not say
-    long size = 0;
-#ifdef _SC_LEVEL2_CACHE_SIZE
-    size = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-    return size > 0 ? int64_t(size) : int64_t(1) << 20;
-  }();
-  return weight_bytes <= l2;
+  return weight_bytes <= l2_bytes();
+}
+
+// With units apart, whether the threads of a fused loop take the unit blocks of each
+// step as they come free rather than a fixed share. Where a thread's share of the
+// weights would not stay in its L2 cache anyway, nothing is lost by moving blocks
+// between threads, and a core slowed by the machine then takes fewer instead of
+// holding the others at every step's barrier.
+inline bool units_claimed(int threads, int64_t weight_bytes) {
+  if (threads < 2) return false;
+  if (const char* e = std::getenv("RNNKIT_SPLIT")) {
+    if (std::strcmp(e, "claimed") == 0) return true;
+    if (std::strcmp(e, "units") == 0 || std::strcmp(e, "rows") == 0) return false;
+  }
+  return weight_bytes > threads * l2_bytes();
 }
 
 // ---- the forward loop -------------------------------------------------------------------
@@ -1133,6 +1161,9 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
     weight_bytes += (FS.data ? FS.packed.numel() : 0) + (fgr ? FG.packed.numel() : 0);
     weight_bytes = weight_bytes * int64_t(sizeof(T)) + packed_bytes<T>({&S});
     const bool by_rows = rows_apart(threads, N, weight_bytes);
+    // (in training it measured no better than fixed shares: kept to inference)
+    const bool claimed = !by_rows && !save && units_claimed(threads, weight_bytes);
+    std::unique_ptr<std::atomic<int64_t>[]> claims(claimed ? new std::atomic<int64_t>[L]() : nullptr);
     auto run_step = [&](const Team& tm, int64_t t) {
       const T* x_t = project ? nullptr : xb + t * N * GH;
       const T* hp = hb + (off + t) * NH;
@@ -1199,8 +1230,9 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
         }
       };
       const int64_t nblocks = FW.nblocks;
-      if (NV == 4) fused_step<T, 4>(tm, N, nblocks, segs, nseg, init, epi);
-      else fused_step<T, 3>(tm, N, nblocks, segs, nseg, init, epi);
+      std::atomic<int64_t>* claim = claimed ? &claims[t] : nullptr;
+      if (NV == 4) fused_step<T, 4>(tm, N, nblocks, segs, nseg, init, epi, claim);
+      else fused_step<T, 3>(tm, N, nblocks, segs, nseg, init, epi, claim);
       tm.barrier();
     };
     run_loop(threads, by_rows, N, L, NV == 3 ? (kRows * 4) / 3 : kRows, run_step);

@@ -18,6 +18,8 @@ slower.
                               backward (default 256; 0: pack on every call)
     RNNKIT_WORKSPACE_MB=M     memory for large buffers kept between calls (default 1024;
                               0: allocate every time); see `workspace_bytes`
+    RNNKIT_SPLIT=rows|units|claimed   how a loop's threads share the work (default:
+                              by the size of the weights; see docs/core.md)
     RNNKIT_SLOW_THREAD_US=U   for tests: thread 1 of a loop with rows apart waits U µs
                               after every step, so the others take rows over from it
     python -m rnnkit.layers.kernels    build it now and say how long it took
