@@ -214,19 +214,12 @@ def test_backends_agree(cell_id, skip, with_lengths, save):
             torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
-@pytest.mark.parametrize("split", ["auto", "rows", "units", "claimed"])
-@pytest.mark.parametrize("n_batch, hidden", [(1, 300), (3, 100), (16, 40)], ids=["N1", "N3", "N16"])
-@pytest.mark.parametrize("skip", [0, 1, 3])
-@pytest.mark.parametrize("cell_id", CELL_IDS)
-def test_two_threads_larger_shapes(cell_id, skip, n_batch, hidden, split, monkeypatch):
-    """Shapes big enough for the extension to run its loop on two threads (rows or
-    columns split between them, or a fused loop's batch rows or units, fixed or, without
-    a backward, claimed step by step: RNNKIT_SPLIT) and its own register-blocked
-    products: equal to the Python loops (float64, with lengths, outputs, state and all
-    gradients)."""
+def check_two_threads(cell_id, skip, n_batch, hidden, length, monkeypatch, after=lambda stage: None):
+    """One loop layer (float64, with lengths) on the extension with two threads against the
+    Python loops: outputs, state and all gradients, then the extension's loop without a
+    backward. after(stage) runs once the extension's "forward", "backward" and
+    "inference" are done."""
     module = backend_module("cpp")
-    if split != "auto":
-        monkeypatch.setenv("RNNKIT_SPLIT", split)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -236,63 +229,56 @@ def test_two_threads_larger_shapes(cell_id, skip, n_batch, hidden, split, monkey
         size_in = hidden if cell == "additive" else 30
         layer = Recurrent(cell, size_in, hidden, skip=skip, **config).double()
         layer.residual = True  # one layer: the loop path even for torch's configurations
-        x = torch.randn(n_batch, 9, size_in, dtype=torch.float64, requires_grad=True)
-        lengths = torch.tensor([9, 4, 1, 9, 2, 7, 8, 3] * 2)[:n_batch]
+        x = torch.randn(n_batch, length, size_in, dtype=torch.float64, requires_grad=True)
+        lengths = torch.tensor([length, 4, 1, length, 2, 7, 8, 3] * ((n_batch + 7) // 8))[:n_batch]
         results = []
         for backend in (python_loop, module):
             monkeypatch.setattr(function, "_backend", lambda x, backend=backend: backend)
             out, final = layer(x, lengths=lengths)
+            if backend is module:
+                after("forward")
             loss = out.sum() + sum((s * s).sum() for s in final)
             results.append([out, *final, *torch.autograd.grad(loss, [x, *layer.parameters()])])
+        after("backward")
         for a, b in zip(*results):
             torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
         with torch.inference_mode():  # the same loop without saving anything
             out, final = layer(x.detach(), lengths=lengths)
+        after("inference")
         for a, b in zip([out, *final], results[0]):
             torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("split", ["auto", "rows", "units", "claimed"])
+@pytest.mark.parametrize("n_batch, hidden", [(1, 300), (3, 100), (16, 40)], ids=["N1", "N3", "N16"])
+@pytest.mark.parametrize("skip", [0, 1, 3])
+@pytest.mark.parametrize("cell_id", CELL_IDS)
+def test_two_threads_larger_shapes(cell_id, skip, n_batch, hidden, split, monkeypatch):
+    """Shapes big enough for the extension to run its loop on two threads (rows or
+    columns split between them, or a fused loop's batch rows or units, fixed or, without
+    a backward, claimed step by step: RNNKIT_SPLIT) and its own register-blocked
+    products: equal to the Python loops."""
+    if split != "auto":
+        monkeypatch.setenv("RNNKIT_SPLIT", split)
+    check_two_threads(cell_id, skip, n_batch, hidden, 9, monkeypatch)
 
 
 @pytest.mark.parametrize("skip", [0, 2])
 @pytest.mark.parametrize("cell_id", ["lstm-peephole", "lstm-cifg", "lstm-fgr", "gru-standard", "gru-original", "rnn-tanh"])
 def test_rows_taken_over_from_a_slow_thread_keep_the_results(cell_id, skip, monkeypatch):
     """With rows apart, a thread that has run all its steps takes rows over from a slower
-    one (RNNKIT_SLOW_THREAD_US makes thread 1 slow here): the hand-over happens, and
-    outputs, state and gradients still equal the Python loops (float64, with lengths)."""
-    module = backend_module("cpp")
+    one (RNNKIT_SLOW_THREAD_US makes thread 1 slow here): rows change hands in the
+    forward loop, the backward loop and the loop without a backward, and the results
+    still equal the Python loops."""
     monkeypatch.setenv("RNNKIT_SPLIT", "rows")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        config = dict(CELL_OPTIONS[cell_id])
-        cell = config.pop("cell")
-        torch.manual_seed(0)
-        layer = Recurrent(cell, 30, 64, skip=skip, **config).double()
-        layer.residual = True  # one layer: the loop path even for torch's configurations
-        x = torch.randn(32, 12, 30, dtype=torch.float64, requires_grad=True)
-        lengths = torch.tensor([12, 5, 1, 12, 2, 7, 8, 3] * 4)
-        results = []
-        for backend in (python_loop, module):
-            monkeypatch.setattr(function, "_backend", lambda x, backend=backend: backend)
-            if backend is module:
-                monkeypatch.setenv("RNNKIT_SLOW_THREAD_US", "2000")
-                extension.rows_handed_over()
-            out, final = layer(x, lengths=lengths)
-            handed = [extension.rows_handed_over()]
-            loss = out.sum() + sum((s * s).sum() for s in final)
-            results.append([out, *final, *torch.autograd.grad(loss, [x, *layer.parameters()])])
-            handed.append(extension.rows_handed_over())
-        assert min(handed) > 0, handed  # in the forward loop and in the backward loop
-        for a, b in zip(*results):
-            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
-        with torch.inference_mode():
-            out, final = layer(x.detach(), lengths=lengths)
-        assert extension.rows_handed_over() > 0
-        for a, b in zip([out, *final], results[0]):
-            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
-    finally:
-        torch.set_num_threads(threads)
+    monkeypatch.setenv("RNNKIT_SLOW_THREAD_US", "2000")  # the Python loops ignore it
+    handed = {}
+    extension.available() and extension.rows_handed_over()
+    check_two_threads(cell_id, skip, 32, 64, 12, monkeypatch,
+                      after=lambda stage: handed.update({stage: extension.rows_handed_over()}))
+    assert min(handed.values()) > 0, handed
 
 
 @pytest.mark.parametrize("gemm", ["own", "torch"])

@@ -1142,6 +1142,22 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
     if (save) return {hbuf, cs, gs, acts};
     return {hbuf, lstm ? cs.narrow(0, slot(L), 1) : cs, fgr ? gs.narrow(0, slot(L), 1) : gs, acts};
   };
+  // Where step t reads and writes: h_{t-1}, h_{t-d}, h_t, the activations, c_{t-1}, c_t,
+  // FGR's gates of t-1 and t (nullptr where the cell has none).
+  struct StepAt {
+    const T *hp, *hs;
+    T *hn, *act;
+    const T* cp;
+    T* cn;
+    const T* gp;
+    T* gn;
+  };
+  auto step_at = [&](int64_t t) {
+    return StepAt{hb + (off + t) * NH, hb + (off + t + 1 - d) * NH, hb + (off + t + 1) * NH,
+                  ab == nullptr ? nullptr : save ? ab + t * N * width : ab,
+                  lstm ? cb + slot(t) * NH : nullptr, lstm ? cb + slot(t + 1) * NH : nullptr,
+                  fgr ? gb + slot(t) * 3 * NH : nullptr, fgr ? gb + slot(t + 1) * 3 * NH : nullptr};
+  };
 
   if (own && (lstm || gru || a.kind == RNN_TANH || a.kind == RNN_RELU)) {  // gate math in the epilogue
     constexpr int64_t VS = Vec<T>::size();
@@ -1166,14 +1182,9 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
     std::unique_ptr<std::atomic<int64_t>[]> claims(claimed ? new std::atomic<int64_t>[L]() : nullptr);
     auto run_step = [&](const Team& tm, int64_t t) {
       const T* x_t = project ? nullptr : xb + t * N * GH;
-      const T* hp = hb + (off + t) * NH;
-      const T* hs = hb + (off + t + 1 - d) * NH;
-      T* hn = hb + (off + t + 1) * NH;
-      T* act = ab == nullptr ? nullptr : save ? ab + t * N * width : ab;
-      const T* cp = lstm ? cb + slot(t) * NH : nullptr;
-      T* cn = lstm ? cb + slot(t + 1) * NH : nullptr;
-      const T* gp = fgr ? gb + slot(t) * 3 * NH : nullptr;
-      T* gn = fgr ? gb + slot(t + 1) * 3 * NH : nullptr;
+      const StepAt at = step_at(t);
+      const T *hp = at.hp, *hs = at.hs, *cp = at.cp, *gp = at.gp;
+      T *hn = at.hn, *act = at.act, *cn = at.cn, *gn = at.gn;
       const T* xs = x_t;
       if (gru && d) {
         product<T>(tm, pp, GH, x_t, GH, hs, H, N, S, opts);
@@ -1253,14 +1264,9 @@ std::vector<Tensor> forward_impl(const Args& a, const Tensor& xp, const Tensor& 
   const bool by_rows = rows_apart(threads, N, packed_bytes<T>({&W, &Wrz, &Wn, &S, &Gt}));
   run_loop(threads, by_rows, N, L, kRows, [&](const Team& tm, int64_t t) {
     const T* x_t = xb + t * N * GH;
-    const T* hp = hb + (off + t) * NH;
-    const T* hs = hb + (off + t + 1 - d) * NH;  // h_{t-d}
-    T* hn = hb + (off + t + 1) * NH;
-    T* act = ab == nullptr ? nullptr : save ? ab + t * N * width : ab;
-    const T* cp = lstm ? cb + slot(t) * NH : nullptr;
-    T* cn = lstm ? cb + slot(t + 1) * NH : nullptr;
-    const T* gp = fgr ? gb + slot(t) * 3 * NH : nullptr;
-    T* gn = fgr ? gb + slot(t + 1) * 3 * NH : nullptr;
+    const StepAt at = step_at(t);
+    const T *hp = at.hp, *hs = at.hs, *cp = at.cp, *gp = at.gp;
+    T *hn = at.hn, *act = at.act, *cn = at.cn, *gn = at.gn;
     // past its length a row keeps its state; its activations are zero
     auto keep = [&](int64_t n, int64_t j0, int64_t j1) {
       copy_cols(hn + n * H, hp + n * H, j0, j1);
