@@ -37,8 +37,10 @@ CLEAN = ["data.input_noise=0", "data.offset_noise=0"]  # REFERENCE.md's baseline
 VARIANTS = {
     "recipe": [],
     "no-noise": CLEAN,
-    "lstm-last": CLEAN + ["model.cell=lstm", "model.bidirectional=false", "model.pooling=last", "model.dropout=0"],
-    "bigru-mean": CLEAN + ["model.cell=gru", "model.bidirectional=true", "model.pooling=mean", "model.dropout=0"],
+    "lstm-last": CLEAN + ["model.cell=lstm", "model.bidirectional=false", "model.pooling=last", "model.dropout=0",
+                          "model.hidden_size=64"],
+    "bigru-mean": CLEAN + ["model.cell=gru", "model.bidirectional=true", "model.pooling=mean", "model.dropout=0",
+                           "model.hidden_size=64"],
     "attention": ["model.pooling=attention"],
     "window-mlp": CLEAN + ["model.architecture=window_mlp", "model.window=5", "model.pooling=max",
                            "model.hidden_size=128"],
