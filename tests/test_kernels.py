@@ -214,14 +214,14 @@ def test_backends_agree(cell_id, skip, with_lengths, save):
             torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
-def check_two_threads(cell_id, skip, n_batch, hidden, length, monkeypatch, after=lambda stage: None):
-    """One loop layer (float64, with lengths) on the extension with two threads against the
-    Python loops: outputs, state and all gradients, then the extension's loop without a
-    backward. after(stage) runs once the extension's "forward", "backward" and
-    "inference" are done."""
+def check_two_threads(cell_id, skip, n_batch, hidden, length, monkeypatch, after=lambda stage: None, threads=2):
+    """One loop layer (float64, with lengths) on the extension with two threads (or
+    `threads`) against the Python loops: outputs, state and all gradients, then the
+    extension's loop without a backward. after(stage) runs once the extension's
+    "forward", "backward" and "inference" are done."""
     module = backend_module("cpp")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    threads, wanted = torch.get_num_threads(), threads
+    torch.set_num_threads(wanted)
     try:
         config = dict(CELL_OPTIONS[cell_id])
         cell = config.pop("cell")
@@ -263,6 +263,16 @@ def test_two_threads_larger_shapes(cell_id, skip, n_batch, hidden, split, monkey
     if split != "auto":
         monkeypatch.setenv("RNNKIT_SPLIT", split)
     check_two_threads(cell_id, skip, n_batch, hidden, 9, monkeypatch)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n_batch", [13, 32])
+@pytest.mark.parametrize("cell_id", ["lstm-peephole", "lstm-cifg", "lstm-fgr", "gru-standard", "gru-original", "rnn-tanh"])
+def test_batches_of_uneven_row_groups(cell_id, n_batch, threads, monkeypatch):
+    """The register-blocked loops take a thread's rows in even groups (13 rows: 5 4 4,
+    or 7 6 for three-gate cells; 32: 6 6 5 5 5 5): every group size is equal to the
+    Python loops, on one thread and on two."""
+    check_two_threads(cell_id, 0, n_batch, 40, 9, monkeypatch, threads=threads)
 
 
 @pytest.mark.parametrize("skip", [0, 2])

@@ -567,6 +567,21 @@ inline void block_kernel(const T* x, int64_t sxm, int64_t sxr, const T* b, int64
   }
 }
 
+// Rows n0..n1 in groups of at most MR rows, as even as possible: 32 rows of kRows = 6
+// run as 6 6 5 5 5 5, not 6 6 6 6 6 2, where the group of two ran its multiply-adds
+// at about half the rate of the others.
+template <int MR, typename F>
+inline void row_groups(int64_t n0, int64_t n1, const F& f) {
+  const int64_t rows = n1 - n0;
+  if (rows <= 0) return;
+  const int64_t groups = (rows + MR - 1) / MR, base = rows / groups, extra = rows % groups;
+  for (int64_t g = 0, n = n0; g < groups; ++g) {
+    const int64_t r = base + (g < extra ? 1 : 0);
+    f(n, r);
+    n += r;
+  }
+}
+
 template <typename T, int MR>
 inline void block_rows(int64_t rows, const T* x, int64_t sxm, int64_t sxr, const T* b, int64_t R, T* out,
                        int64_t ldo, const T* init, int64_t ldi, int64_t width) {
@@ -590,11 +605,10 @@ void product(const Team& tm, T* out, int64_t ldo, const T* init, int64_t ldi, co
     for (int64_t blk = first; blk < last; ++blk) {
       const int64_t c0 = blk * BLOCK, width = std::min(BLOCK, C - c0);
       const T* b = B.data + blk * R * BLOCK;
-      for (int64_t n = n0; n < n1; n += kRows) {
-        const int64_t rows = std::min<int64_t>(kRows, n1 - n);
+      row_groups<kRows>(n0, n1, [&](int64_t n, int64_t rows) {
         block_rows<T, kRows>(rows, x + n * ldx, ldx, 1, b, R, out + n * ldo + c0, ldo,
                              init == nullptr ? nullptr : init + n * ldi + c0, ldi, width);
-      }
+      });
     }
     return;
   }
@@ -976,14 +990,16 @@ struct Segment {  // x (N, R) rows ldx apart, times a packed B
   const Fused<T>* B;
 };
 
-// MR rows × NV vectors for one unit block: acc = init, += every segment, then epi.
-template <typename T, int MR, int NV, typename Init, typename Epi>
-inline void fused_block(const Segment<T>* segs, int nseg, int64_t blk, int64_t n0, const Init& init, const Epi& epi) {
+// acc (MR rows × NV vectors, in memory) += every segment's rows times unit block blk.
+// Kept out of line: inlined into a step's loop, the loop's other live values left the
+// row offsets too few registers, and two of them moved in and out of vector registers
+// on the multiply-add port at every k.
+template <typename T, int MR, int NV>
+__attribute__((noinline)) void fused_product(const Segment<T>* segs, int nseg, int64_t blk, int64_t n0, T* out) {
   constexpr int64_t VS = Vec<T>::size();
   typedef T vec_t __attribute__((vector_size(VS * sizeof(T))));
   vec_t acc[MR][NV];
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; ++m) init(n0 + m, reinterpret_cast<T*>(&acc[m][0]));
+  std::memcpy(acc, out, sizeof acc);
   for (int sgi = 0; sgi < nseg; ++sgi) {
     const Segment<T>& sg = segs[sgi];
     const int64_t R = sg.B->R;
@@ -1001,8 +1017,19 @@ inline void fused_block(const Segment<T>* segs, int nseg, int64_t blk, int64_t n
       }
     }
   }
+  std::memcpy(out, acc, sizeof acc);
+}
+
+// MR rows × NV vectors for one unit block: acc = init, += every segment, then epi.
+template <typename T, int MR, int NV, typename Init, typename Epi>
+inline void fused_block(const Segment<T>* segs, int nseg, int64_t blk, int64_t n0, const Init& init, const Epi& epi) {
+  constexpr int64_t VS = Vec<T>::size();
+  alignas(64) T acc[MR][NV * VS];
 #pragma GCC unroll 8
-  for (int m = 0; m < MR; ++m) epi(n0 + m, reinterpret_cast<const T*>(&acc[m][0]));
+  for (int m = 0; m < MR; ++m) init(n0 + m, &acc[m][0]);
+  fused_product<T, MR, NV>(segs, nseg, blk, n0, &acc[0][0]);
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m) epi(n0 + m, &acc[m][0]);
 }
 
 template <typename T, int MR, int NV, typename Init, typename Epi>
@@ -1023,10 +1050,10 @@ void fused_step(const Team& tm, int64_t N, int64_t nblocks, const Segment<T>* se
   constexpr int MR = NV == 4 ? kRows : NV == 3 ? (kRows * 4) / 3 : kRows;
   const int64_t n0 = tm.rows() ? tm.row0 : 0, n1 = tm.rows() ? tm.row1 : N;
   auto block = [&](int64_t blk) {
-    for (int64_t n = n0; n < n1; n += MR)
-      fused_rows<T, MR, NV>(std::min<int64_t>(MR, n1 - n), segs, nseg, blk,
-                            n, [&](int64_t m, T* acc) { init(blk, m, acc); },
+    row_groups<MR>(n0, n1, [&](int64_t n, int64_t rows) {
+      fused_rows<T, MR, NV>(rows, segs, nseg, blk, n, [&](int64_t m, T* acc) { init(blk, m, acc); },
                             [&](int64_t m, const T* acc) { epi(blk, m, acc); });
+    });
   };
   if (claim != nullptr) {
     for (int64_t blk; (blk = claim->fetch_add(1, std::memory_order_relaxed)) < nblocks;) block(blk);
