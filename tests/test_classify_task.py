@@ -336,6 +336,32 @@ def test_scale_noise_multiplies_each_feature_of_each_training_sequence_by_one_fa
         load_config(recipe(tmp_path, data={"scale_noise": -0.1}))
 
 
+def test_feature_mask_zeroes_whole_features_of_training_sequences_and_is_seeded(tmp_path):
+    def batches(mask, split="train", epoch=0, noise=0.0):
+        return task_batches(tmp_path, split, epoch, feature_mask=mask, input_noise=noise)
+
+    clean, masked, again = batches(0.0), batches(0.3), batches(0.3)
+    kept = []
+    for x, y in sequences_of(clean, masked, again):
+        zero = (y == 0).all(0)  # (D,): features masked at every step
+        torch.testing.assert_close(y[:, ~zero], x[:, ~zero])  # the others untouched
+        assert not zero.any() or not (x[:, zero] == 0).all()  # a masked feature was not zero before
+        kept.append(~zero)
+    kept = torch.stack(kept).float()  # (sequences, D)
+    assert kept.mean().item() == pytest.approx(0.7, abs=0.12)  # 128 draws here: 3 standard errors
+    assert not torch.equal(kept[0], kept[1]) or not torch.equal(kept[1], kept[2])  # each sequence its own
+    assert not torch.equal(batches(0.3, epoch=1)[0].inputs, batches(0.0, epoch=1)[0].inputs)  # every epoch
+    # the per-step noise has its own stream: the masks do not change its draws
+    noisy, both = batches(0.0, noise=0.3), batches(0.3, noise=0.3)
+    real = torch.arange(both[0].inputs.shape[1])[None, :] < both[0].lengths[:, None]
+    torch.testing.assert_close((both[0].inputs - masked[0].inputs)[real], (noisy[0].inputs - clean[0].inputs)[real])
+    for c, m in zip(batches(0.0, "test"), batches(0.3, "test")):
+        assert torch.equal(c.inputs, m.inputs)  # evaluation sees the data as it is
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="feature_mask"):
+            load_config(recipe(tmp_path, data={"feature_mask": bad}))
+
+
 def test_offset_noise_must_not_be_negative(tmp_path):
     with pytest.raises(ConfigError, match="offset_noise"):
         load_config(recipe(tmp_path, data={"offset_noise": -0.1}))

@@ -90,6 +90,9 @@ class SequenceData(Section):
     scale_noise: float = option(0.0, ge=0, help="training only: each feature of each sequence is multiplied "
                                                 "by one Gaussian factor of mean 1 and this standard deviation, "
                                                 "the same at all its real steps (magnitude scaling)")
+    feature_mask: float = option(0.0, ge=0, lt=1, help="training only: each feature of each sequence is set to "
+                                                       "0 (its training mean, once standardised) at all its "
+                                                       "real steps with this probability (channel masking)")
     test_copies: int = option(0, ge=0, help="evaluation and predict: the answer is the mean probability over "
                                             "this many copies of each sequence with the training input_noise "
                                             "and offset_noise drawn afresh (test-time augmentation; seeded, so "
@@ -339,9 +342,9 @@ class Classify(Task):
     def _batches(self, data: SequenceSet, batch_size: int, generator=None, noise: float = 0.0,
                  noise_generator=None, crop: float = 1.0, crop_generator=None, offset: float = 0.0,
                  offset_generator=None, warp: float = 0.0, warp_generator=None, scale: float = 0.0,
-                 scale_generator=None):
+                 scale_generator=None, mask: float = 0.0, mask_generator=None):
         return _Batches(SequenceBatches(data, batch_size, generator), noise, noise_generator, crop, crop_generator,
-                        offset, offset_generator, warp, warp_generator, scale, scale_generator)
+                        offset, offset_generator, warp, warp_generator, scale, scale_generator, mask, mask_generator)
 
     def train_batches(self, epoch: int):
         if self.model_config.teacher and self._teacher is None:
@@ -352,6 +355,7 @@ class Classify(Task):
             data = self.scaler.apply(self._generate("train", 0, epoch))
         seed = self.config.run.seed
         noise, crop, offset, warp, scale = d.input_noise, d.crop, d.offset_noise, d.time_warp, d.scale_noise
+        mask = d.feature_mask
         # noise, offsets, scales, crops and warps have their own seeded streams, so the batch
         # order is the same with or without them
         return self._batches(data, d.batch_size, epoch_generator(seed, epoch), noise,
@@ -359,7 +363,8 @@ class Classify(Task):
                              epoch_generator(seed + 130363, epoch) if crop < 1 else None, offset,
                              epoch_generator(seed + 155921, epoch) if offset else None, warp,
                              epoch_generator(seed + 181081, epoch) if warp else None, scale,
-                             epoch_generator(seed + 206699, epoch) if scale else None)
+                             epoch_generator(seed + 206699, epoch) if scale else None, mask,
+                             epoch_generator(seed + 232153, epoch) if mask else None)
 
     def valid_batches(self):
         if "valid" not in self.splits:
@@ -574,14 +579,18 @@ class _Batches:
     `offset` added at all its real steps, drawn from `offset_generator`, optional time
     warps (`random_warps`, drawn from `warp_generator`), and optional magnitude scaling: one
     factor per feature and sequence, Gaussian of mean 1 and standard deviation `scale`, at all
-    its real steps, drawn from `scale_generator`. Order: warp, crop, scale, noise, offset."""
+    its real steps, drawn from `scale_generator`, and optional channel masking: each feature of
+    each sequence set to 0 at all its steps with probability `mask`, drawn from `mask_generator`.
+    Order: warp, crop, scale, mask, noise, offset."""
 
     def __init__(self, padded, noise: float = 0.0, noise_generator: torch.Generator | None = None,
                  crop: float = 1.0, crop_generator: torch.Generator | None = None, offset: float = 0.0,
                  offset_generator: torch.Generator | None = None, warp: float = 0.0,
                  warp_generator: torch.Generator | None = None, scale: float = 0.0,
-                 scale_generator: torch.Generator | None = None):
+                 scale_generator: torch.Generator | None = None, mask: float = 0.0,
+                 mask_generator: torch.Generator | None = None):
         self.padded, self.noise, self.noise_generator = padded, noise, noise_generator
+        self.mask, self.mask_generator = mask, mask_generator
         self.crop, self.crop_generator = crop, crop_generator
         self.offset, self.offset_generator = offset, offset_generator
         self.warp, self.warp_generator = warp, warp_generator
@@ -603,6 +612,9 @@ class _Batches:
                 factor = torch.randn((N, 1, *inputs.shape[2:]), generator=self.scale_generator,
                                      dtype=inputs.dtype)  # (N, 1, D): the same at every step
                 inputs = inputs * (1 + self.scale * factor * real)
+            if self.mask and inputs.is_floating_point():
+                keep = torch.rand((inputs.shape[0], 1, *inputs.shape[2:]), generator=self.mask_generator)
+                inputs = inputs * (keep >= self.mask).to(inputs.dtype)  # (N, 1, D): the same at every step
             if self.noise and inputs.is_floating_point():
                 N, L = inputs.shape[:2]
                 real = length_mask(lengths, N, L).unsqueeze(-1).to(inputs.dtype)  # (N, L, 1)
