@@ -267,6 +267,23 @@ def same_batches_but_inputs(clean, changed, again):
         yield c, s, real
 
 
+def augmented(tmp_path, key):
+    """batches(value, split="train", epoch=0, **data): `task_batches` with data option `key` = value."""
+    def batches(value, split="train", epoch=0, **data):
+        return task_batches(tmp_path, split, epoch, **{key: value}, **data)
+    return batches
+
+
+def check_own_stream_and_training_only(batches, value, clean, changed, other, other_value):
+    """The augmentation at `value` does not change the draws of data option `other` (each has its
+    own seeded stream), and evaluation batches are the data as it is."""
+    alone, both = batches(0.0, **{other: other_value}), batches(value, **{other: other_value})
+    real = torch.arange(both[0].inputs.shape[1])[None, :] < both[0].lengths[:, None]
+    torch.testing.assert_close((both[0].inputs - changed[0].inputs)[real], (alone[0].inputs - clean[0].inputs)[real])
+    for c, a in zip(batches(0.0, "test"), batches(value, "test")):
+        assert torch.equal(c.inputs, a.inputs)  # evaluation sees the data as it is
+
+
 def sequences_of(clean, changed, again):
     """(clean, changed) real steps of each training sequence, checked as in same_batches_but_inputs."""
     for c, s, _ in same_batches_but_inputs(clean, changed, again):
@@ -289,9 +306,7 @@ def test_input_noise_perturbs_training_batches_only_at_real_steps_and_is_seeded(
 
 
 def test_offset_noise_shifts_each_training_sequence_by_one_vector_and_is_seeded(tmp_path):
-    def batches(offset, split="train", epoch=0, noise=0.0):
-        return task_batches(tmp_path, split, epoch, offset_noise=offset, input_noise=noise)
-
+    batches = augmented(tmp_path, "offset_noise")
     clean, shifted, again = batches(0.0), batches(0.7), batches(0.7)
     shifts = []
     for x, y in sequences_of(clean, shifted, again):
@@ -302,18 +317,11 @@ def test_offset_noise_shifts_each_training_sequence_by_one_vector_and_is_seeded(
     assert not torch.allclose(shifts[0], shifts[1])  # each sequence its own
     other = batches(0.7, epoch=1)[0].inputs - batches(0.0, epoch=1)[0].inputs
     assert not torch.allclose(other[:, 0], (shifted[0].inputs - clean[0].inputs)[:, 0])  # new draws each epoch
-    # the per-step noise has its own stream: the offsets do not change its draws
-    noisy, both = batches(0.0, noise=0.3), batches(0.7, noise=0.3)
-    real = torch.arange(both[0].inputs.shape[1])[None, :] < both[0].lengths[:, None]
-    torch.testing.assert_close((both[0].inputs - shifted[0].inputs)[real], (noisy[0].inputs - clean[0].inputs)[real])
-    for c, s in zip(batches(0.0, "test"), batches(0.7, "test")):
-        assert torch.equal(c.inputs, s.inputs)  # evaluation sees the data as it is
+    check_own_stream_and_training_only(batches, 0.7, clean, shifted, "input_noise", 0.3)
 
 
 def test_scale_noise_multiplies_each_feature_of_each_training_sequence_by_one_factor(tmp_path):
-    def batches(scale, split="train", epoch=0, offset=0.0):
-        return task_batches(tmp_path, split, epoch, scale_noise=scale, offset_noise=offset)
-
+    batches = augmented(tmp_path, "scale_noise")
     clean, scaled, again = batches(0.0), batches(0.2), batches(0.2)
     def factor(x, y):  # (n, D) real steps -> (D,): the least-squares factor, checked exact
         x, y = x.double(), y.double()
@@ -326,20 +334,13 @@ def test_scale_noise_multiplies_each_feature_of_each_training_sequence_by_one_fa
     assert factors.std().item() == pytest.approx(0.2, rel=0.25)
     assert not torch.allclose(factors[0], factors[1])  # each sequence its own
     assert not torch.equal(batches(0.2, epoch=1)[0].inputs, batches(0.0, epoch=1)[0].inputs)  # every epoch
-    # the offsets have their own stream: the scales do not change their draws
-    shifted, both = batches(0.0, offset=0.5), batches(0.2, offset=0.5)
-    real = torch.arange(both[0].inputs.shape[1])[None, :] < both[0].lengths[:, None]
-    torch.testing.assert_close((both[0].inputs - scaled[0].inputs)[real], (shifted[0].inputs - clean[0].inputs)[real])
-    for c, s in zip(batches(0.0, "test"), batches(0.2, "test")):
-        assert torch.equal(c.inputs, s.inputs)  # evaluation sees the data as it is
+    check_own_stream_and_training_only(batches, 0.2, clean, scaled, "offset_noise", 0.5)
     with pytest.raises(ConfigError, match="scale_noise"):
         load_config(recipe(tmp_path, data={"scale_noise": -0.1}))
 
 
 def test_feature_mask_zeroes_whole_features_of_training_sequences_and_is_seeded(tmp_path):
-    def batches(mask, split="train", epoch=0, noise=0.0):
-        return task_batches(tmp_path, split, epoch, feature_mask=mask, input_noise=noise)
-
+    batches = augmented(tmp_path, "feature_mask")
     clean, masked, again = batches(0.0), batches(0.3), batches(0.3)
     kept = []
     for x, y in sequences_of(clean, masked, again):
@@ -351,12 +352,7 @@ def test_feature_mask_zeroes_whole_features_of_training_sequences_and_is_seeded(
     assert kept.mean().item() == pytest.approx(0.7, abs=0.12)  # 128 draws here: 3 standard errors
     assert not torch.equal(kept[0], kept[1]) or not torch.equal(kept[1], kept[2])  # each sequence its own
     assert not torch.equal(batches(0.3, epoch=1)[0].inputs, batches(0.0, epoch=1)[0].inputs)  # every epoch
-    # the per-step noise has its own stream: the masks do not change its draws
-    noisy, both = batches(0.0, noise=0.3), batches(0.3, noise=0.3)
-    real = torch.arange(both[0].inputs.shape[1])[None, :] < both[0].lengths[:, None]
-    torch.testing.assert_close((both[0].inputs - masked[0].inputs)[real], (noisy[0].inputs - clean[0].inputs)[real])
-    for c, m in zip(batches(0.0, "test"), batches(0.3, "test")):
-        assert torch.equal(c.inputs, m.inputs)  # evaluation sees the data as it is
+    check_own_stream_and_training_only(batches, 0.3, clean, masked, "input_noise", 0.3)
     for bad in (-0.1, 1.0):
         with pytest.raises(ConfigError, match="feature_mask"):
             load_config(recipe(tmp_path, data={"feature_mask": bad}))
