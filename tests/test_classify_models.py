@@ -22,7 +22,8 @@ def ragged(seed=0, pad_value=0.0):
 # the fused torch kernels (lstm, gru) and the loop path (peephole lstm, rnn) both take part
 ENCODERS = [dict(cell="lstm"), dict(cell="gru", bidirectional=True), dict(cell="lstm", variant="peephole"),
             dict(cell="rnn", num_layers=2, bidirectional=True),
-            dict(cell="gru", bidirectional=True, conv_width=3, conv_channels=5)]
+            dict(cell="gru", bidirectional=True, conv_width=3, conv_channels=5),
+            dict(cell="gru", bidirectional=True, deltas=True, projection_size=4)]
 FCN = dict(cell="gru", bidirectional=True, fcn_channels=(5, 6), fcn_widths=(4, 3))
 
 
@@ -102,7 +103,8 @@ def test_fcn_branch_trains_and_joins_the_output_layer():
         SequenceClassifier(10, 2, embedding=True, fcn_channels=(4,), fcn_widths=(3,))
 
 
-@pytest.mark.parametrize("encoder", ENCODERS[:3] + ENCODERS[4:], ids=["lstm", "bigru", "peephole", "conv-bigru"])
+@pytest.mark.parametrize("encoder", ENCODERS[:3] + ENCODERS[4:], ids=["lstm", "bigru", "peephole", "conv-bigru",
+                                                                   "deltas-bigru"])
 def test_tagger_ragged_batch_equals_single_sequences(encoder):
     torch.manual_seed(0)
     model = SequenceTagger(D, 3, hidden_size=5, **encoder).eval()
@@ -150,6 +152,33 @@ def test_attention_weights_are_a_distribution_over_real_steps():
         SequenceClassifier(D, 2, pooling="mean").attention_weights(x, lengths)
 
 
+def test_meanmax_pooling_is_the_mean_and_the_max_over_real_steps_side_by_side():
+    torch.manual_seed(0)
+    model = SequenceClassifier(D, 3, cell="gru", hidden_size=5, bidirectional=True, pooling="meanmax").eval()
+    assert model.head.in_features == 20  # 2 directions x 5 units, mean and max
+    x, lengths, singles = ragged(pad_value=100.0)  # a padded max or mean would show the 100s
+    h, _ = model.encoder(x, None, lengths)
+    pooled = model.pool(h, lengths)
+    for i, L in enumerate(LENGTHS):
+        torch.testing.assert_close(pooled[i], torch.cat([h[i, :L].mean(0), h[i, :L].amax(0)]))
+    torch.testing.assert_close(model(x, None, lengths)[0], model.head(pooled))
+
+
+def test_deltas_feed_each_step_its_difference_from_the_step_before():
+    torch.manual_seed(0)
+    model = SequenceClassifier(D, 2, cell="gru", hidden_size=4, deltas=True)
+    assert model.encoder.rnn.cells[0].input_size == 2 * D
+    x = torch.randn(2, 5, D)
+    want = torch.cat([x, torch.cat([torch.zeros(2, 1, D), x[:, 1:] - x[:, :-1]], 1)], -1)  # (2, 5, 2D)
+    ours, _ = model.encoder(x)
+    torch.testing.assert_close(ours, model.encoder.rnn(want)[0])
+    first = torch.cat([x[:, :1], torch.zeros(2, 1, D)], -1)  # step 1 reads itself and zero differences
+    torch.testing.assert_close(ours[:, :1], model.encoder.rnn(first)[0])
+    out, _ = model(x.requires_grad_())
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters()) and x.grad.abs().sum() > 0
+
+
 def test_embedding_projection_and_gradients_reach_every_parameter():
     torch.manual_seed(0)
     tokens = torch.randint(0, 10, (3, 6))
@@ -190,6 +219,8 @@ def test_bad_arguments():
         WindowMLP(D, 2, mode="shuffled")
     with pytest.raises(ValueError, match="input_size"):
         SequenceTagger(0, 2)
+    with pytest.raises(ValueError, match="deltas"):
+        SequenceClassifier(10, 2, embedding=True, deltas=True)
 
 
 def test_chrono_init_spreads_forget_biases_and_mirrors_the_input_gate():

@@ -90,6 +90,7 @@ def test_standardisation_uses_training_statistics_only(tmp_path):
 @pytest.mark.parametrize("task_name,data,model", [
     ("classify", {"source": "larger"}, {"pooling": "attention", "bidirectional": True}),
     ("classify", {"source": "larger"}, {"pooling": "mean", "fcn_channels": [4, 5], "fcn_widths": [4, 3]}),
+    ("classify", {"source": "larger"}, {"pooling": "meanmax", "cell": "gru", "deltas": True}),
     ("classify", {"source": "order", "alphabet": 4}, {"architecture": "window_mlp", "pooling": "max", "window": 3}),
     ("tag", {"source": "parity"}, {"cell": "lstm", "variant": "peephole"}),
     ("tag", {"source": "copy", "delay": 2, "symbols": 2, "alphabet": 3}, {"cell": "lstm"}),
@@ -200,6 +201,8 @@ def test_model_config_errors():
     with pytest.raises(ConfigError, match="model.fcn_channels.*window_mlp"):
         load_config({"task": "classify", "model": {"architecture": "window_mlp", "pooling": "max",
                                                    "fcn_channels": [4], "fcn_widths": [3]}})
+    with pytest.raises(ConfigError, match="model.deltas = True: expected false for architecture window_mlp"):
+        load_config({"task": "classify", "model": {"architecture": "window_mlp", "pooling": "max", "deltas": True}})
     with pytest.raises(ConfigError, match="model.fcn_channels.*tagger"):
         get_task("tag")(load_config({"task": "tag", "data": {"source": "parity"},
                                      "model": {"fcn_channels": [4], "fcn_widths": [3]}}))

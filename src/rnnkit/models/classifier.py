@@ -1,5 +1,6 @@
 """Sequence classifier, sequence tagger, and the MLP-on-windows baseline.
 
+    x_t ← [x_t, x_t − x_{t−1}] (differences, optional; 0 at t = 1)           (N, L, 2D)
     u_t = P x_t (input projection, optional) or E[x_t] (embedding, token ids)   (N, L, E)
     u_t ← relu(Σ_j C_j u_{t+j} + c), j = −k//2 .. k//2 (a convolution, optional)   (N, L, C)
     h_t = Recurrent(u)_t                                  (N, L, dirs·H)   any cell, stacked, bidirectional
@@ -9,7 +10,8 @@
 Pooling over the real steps 1..len of each sequence (never the padding):
 - `last`: the output at the last real step; bidirectional: the forward half there and
   the backward half at step 1 (each direction's final state);
-- `mean`, `max`: over the real steps;
+- `mean`, `max`: over the real steps; `meanmax`: both, concatenated (2F features; the
+  "concat pooling" of Howard & Ruder 2018 without the last state);
 - `attention`: a_t = softmax_t(q · tanh(W h_t + b)) with a learned query q, z = Σ a_t h_t
   (Bahdanau-style additive scoring; Yang et al. 2016 call q the context vector).
 
@@ -44,7 +46,7 @@ from torch.nn import functional as F
 
 from ..layers import Dropout, Recurrent
 
-POOLINGS = ("last", "mean", "max", "attention")
+POOLINGS = ("last", "mean", "max", "meanmax", "attention")
 State = tuple[torch.Tensor, ...]
 
 
@@ -90,14 +92,22 @@ class SequenceEncoder(nn.Module):
         conv_width: k > 0 (odd) puts a convolution over time of width k, "same" padding and
             ReLU, after the projection or embedding (0: none); conv_channels: its outputs
             (0: as many as its inputs).
+        deltas: each step also gets its difference from the step before (the "delta"
+            features of speech recognition; 0 at the first step), D → 2D inputs.
     """
 
     def __init__(self, input_size: int, cell: str = "lstm", hidden_size: int = 64, num_layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.0, projection_size: int = 0,
-                 embedding: bool = False, conv_width: int = 0, conv_channels: int = 0, **cell_options):
+                 embedding: bool = False, conv_width: int = 0, conv_channels: int = 0, deltas: bool = False,
+                 **cell_options):
         super().__init__()
         if input_size < 1:
             raise ValueError(f"input_size must be >= 1, got {input_size}")
+        if deltas and embedding:
+            raise ValueError("deltas are differences of real-valued features, not of token ids (embedding)")
+        self.deltas = deltas
+        if deltas:
+            input_size *= 2
         if conv_width < 0 or (conv_width and conv_width % 2 == 0):
             raise ValueError(f"conv_width must be 0 (off) or odd (the step in the middle), got {conv_width}")
         self.embedding = None
@@ -120,6 +130,8 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, state: State | None = None, lengths=None):
         """x (N, L, D) float or (N, L) ids -> (outputs (N, L, dirs·H), state); padded outputs are 0."""
+        if self.deltas:  # step t reads only steps t and t - 1, so padding after the end changes nothing
+            x = torch.cat([x, torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], 1)], -1)  # (N, L, 2D)
         if self.embedding is not None:
             x = self.embedding(x.long())  # (N, L, E)
         elif self.projection is not None:
@@ -139,6 +151,7 @@ class Pooling(nn.Module):
         if mode not in POOLINGS:
             raise ValueError(f"unknown pooling {mode!r}: expected one of {', '.join(POOLINGS)}")
         self.mode, self.bidirectional = mode, bidirectional
+        self.output_size = 2 * features if mode == "meanmax" else features
         if mode == "attention":
             self.score = nn.Linear(features, features)
             self.query = nn.Parameter(torch.randn(features) / features ** 0.5)
@@ -155,11 +168,11 @@ class Pooling(nn.Module):
                 pooled = torch.cat([forward_part[:, :half], h[:, 0, half:]], dim=-1)
             else:
                 pooled = forward_part
-        elif self.mode == "mean":
+        elif self.mode in ("mean", "max", "meanmax"):
             m = mask.unsqueeze(-1).to(h.dtype)
-            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
-        elif self.mode == "max":
-            pooled = h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+            mean = (h * m).sum(1) / m.sum(1).clamp(min=1)
+            peak = h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+            pooled = mean if self.mode == "mean" else peak if self.mode == "max" else torch.cat([mean, peak], -1)
         else:
             scores = torch.tanh(self.score(h)) @ self.query  # (N, L)
             weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=1)  # (N, L)
@@ -232,7 +245,7 @@ class SequenceClassifier(nn.Module):
 
     Args:
         input_size: D (or V with `embedding`). num_outputs: K.
-        pooling: last, mean, max or attention.
+        pooling: last, mean, max, meanmax or attention.
         dropout: between recurrent layers and on the pooled vector.
         fcn_channels, fcn_widths: blocks of a fully convolutional branch beside the recurrence
             (LSTM-FCN; e.g. (128, 256, 128) and (8, 5, 3)); () for none.
@@ -244,13 +257,15 @@ class SequenceClassifier(nn.Module):
     def __init__(self, input_size: int, num_outputs: int, cell: str = "lstm", hidden_size: int = 64,
                  num_layers: int = 1, bidirectional: bool = False, pooling: str = "last", dropout: float = 0.0,
                  projection_size: int = 0, embedding: bool = False, conv_width: int = 0, conv_channels: int = 0,
-                 fcn_channels: tuple[int, ...] = (), fcn_widths: tuple[int, ...] = (), **cell_options):
+                 fcn_channels: tuple[int, ...] = (), fcn_widths: tuple[int, ...] = (), deltas: bool = False,
+                 **cell_options):
         super().__init__()
         self.encoder = SequenceEncoder(input_size, cell, hidden_size, num_layers, bidirectional, dropout,
-                                       projection_size, embedding, conv_width, conv_channels, **cell_options)
+                                       projection_size, embedding, conv_width, conv_channels, deltas,
+                                       **cell_options)
         self.pool = Pooling(pooling, self.encoder.output_size, bidirectional)
         self.fcn = None
-        features = self.encoder.output_size
+        features = self.pool.output_size
         if fcn_channels or fcn_widths:
             if embedding:
                 raise ValueError("the convolutional branch reads real-valued features, not token ids (embedding)")
@@ -286,10 +301,11 @@ class SequenceTagger(nn.Module):
     def __init__(self, input_size: int, num_outputs: int, cell: str = "lstm", hidden_size: int = 64,
                  num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
                  projection_size: int = 0, embedding: bool = False, conv_width: int = 0, conv_channels: int = 0,
-                 **cell_options):
+                 deltas: bool = False, **cell_options):
         super().__init__()
         self.encoder = SequenceEncoder(input_size, cell, hidden_size, num_layers, bidirectional, dropout,
-                                       projection_size, embedding, conv_width, conv_channels, **cell_options)
+                                       projection_size, embedding, conv_width, conv_channels, deltas,
+                                       **cell_options)
         self.drop = Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, num_outputs)
 

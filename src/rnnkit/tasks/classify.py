@@ -147,12 +147,14 @@ class SequenceModelConfig(Section):
     hidden_size: int = option(64, ge=1, help="H, units per recurrent layer (window_mlp: per hidden layer)")
     num_layers: int = option(1, ge=1, help="stacked recurrent layers (window_mlp: hidden layers)")
     bidirectional: bool = option(False, help="a backward direction too, outputs concatenated")
-    pooling: Literal["last", "mean", "max", "attention"] = option(
+    pooling: Literal["last", "mean", "max", "meanmax", "attention"] = option(
         "last", help="classify: how the step outputs become one vector (window_mlp: mean or max)")
     projection_size: int = option(0, ge=0, help="a linear input projection D -> this before the recurrence (0: none)")
     conv_width: int = option(0, ge=0, help="k (odd): a convolution over time of width k with ReLU before the "
                                            "recurrence (0: none)")
     conv_channels: int = option(0, ge=0, help="the convolution's output channels (0: as many as its inputs)")
+    deltas: bool = option(False, help="each step also reads its difference from the step before (speech's delta "
+                                      "features; 0 at the first step): D -> 2D inputs")
     fcn_channels: list[int] = option(default_factory=list, help="classify: channels of the blocks of a fully "
                                      "convolutional branch beside the recurrence (LSTM-FCN), e.g. [128, 256, 128]; "
                                      "[] none")
@@ -186,6 +188,8 @@ class SequenceModelConfig(Section):
                                                              f"({len(self.fcn_channels)} blocks)")
         if any(v < 1 for v in list(self.fcn_channels) + list(self.fcn_widths)):
             raise ConfigError("fcn_channels", self.fcn_channels, "channels and widths >= 1")
+        if self.deltas and self.architecture != "rnn":
+            raise ConfigError("deltas", self.deltas, "false for architecture window_mlp")
         if self.fcn_channels and self.architecture != "rnn":
             raise ConfigError("fcn_channels", self.fcn_channels, "[] for architecture window_mlp")
         if self.teacher and self.ensemble > 1:
@@ -328,12 +332,13 @@ class Classify(Task):
         elif self.per_step:
             model = SequenceTagger(D, K, m.cell, m.hidden_size, m.num_layers, m.bidirectional, m.dropout,
                                    m.projection_size, conv_width=m.conv_width, conv_channels=m.conv_channels,
-                                   **cell_options(m))
+                                   deltas=m.deltas, **cell_options(m))
         else:
             model = SequenceClassifier(D, K, m.cell, m.hidden_size, m.num_layers, m.bidirectional, m.pooling,
                                        m.dropout, m.projection_size, conv_width=m.conv_width,
                                        conv_channels=m.conv_channels, fcn_channels=tuple(m.fcn_channels),
-                                       fcn_widths=tuple(m.fcn_widths) if m.fcn_channels else (), **cell_options(m))
+                                       fcn_widths=tuple(m.fcn_widths) if m.fcn_channels else (), deltas=m.deltas,
+                                       **cell_options(m))
         if m.chrono and m.architecture == "rnn":
             chrono_init(model.encoder.rnn, m.chrono)
         return model
