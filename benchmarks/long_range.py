@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rnnkit.data.sequences import IGNORE, pad_batch  # noqa: E402
 from rnnkit.data.synthetic import ADDING_BASELINE_MSE, make_synthetic  # noqa: E402
+from rnnkit.layers.kernels.denormals import flush_denormals  # noqa: E402
 from rnnkit.models import SequenceClassifier, SequenceTagger  # noqa: E402
 from rnnkit.models.classifier import chrono_init  # noqa: E402
 
@@ -200,7 +201,8 @@ def main(argv=None) -> int:
     rows = []
     for length in lengths:
         for cell in args.cells:
-            r = run_one(args.task, cell, length, args)
+            with flush_denormals():  # as the Trainer does: a long backward crawls through subnormals
+                r = run_one(args.task, cell, length, args)
             rows.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
             if args.json:

@@ -50,6 +50,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__SSE__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define RNNKIT_MXCSR 1
+#endif
 
 namespace {
 
@@ -184,14 +188,31 @@ struct Team {
   }
 };
 
+// Each thread of a team computes as the caller does: the caller's flush-to-zero and
+// denormals-are-zero bits (Python's flush_denormals) are set on the team's threads for
+// the call, and their own put back after it.
+struct FloatMode {
+#ifdef RNNKIT_MXCSR
+  static unsigned int get() { return _mm_getcsr(); }
+  static void set(unsigned int csr) { _mm_setcsr(csr); }
+#else
+  static unsigned int get() { return 0; }
+  static void set(unsigned int) {}
+#endif
+};
+
 template <typename F>
 void run_team(int size, const F& f) {
 #ifdef _OPENMP
   if (size > 1) {
+    const unsigned int callers = FloatMode::get();
 #pragma omp parallel num_threads(size)
     {
+      const unsigned int own = FloatMode::get();
+      FloatMode::set(callers);
       const Team tm{omp_get_thread_num(), omp_get_num_threads()};
       f(tm);
+      FloatMode::set(own);
     }
     return;
   }

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..config import Config, ConfigError, config_to_dict, dump_config, to_dict
+from ..layers.kernels.denormals import flush_denormals
 from . import distributed
 from .batch import Batch
 from .averaging import WeightAverage
@@ -132,6 +133,12 @@ class Trainer:
         self.stream = stream or sys.stderr
 
     def fit(self) -> TrainResult:
+        # subnormal floats read and come out as 0 on this thread while training: in a long
+        # backward pass they otherwise slow every update many times over (layers/kernels/denormals.py)
+        with flush_denormals():
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         cfg, task, tc = self.config, self.task, self.config.trainer
 
         # --- processes, device, seeds: every rank makes the same decisions from the same inputs

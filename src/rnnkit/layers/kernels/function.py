@@ -10,14 +10,19 @@ gate activations. Backward: the loop runs in reverse doing only the recurrent pr
 W_ih, W_hh, W_skip, FGR's gate matrix and the peepholes are then single large
 products over all L·N rows (as cuDNN and haste do), in `weight_grads` and
 `input_grads`. Double backward is not supported (RNNKIT_KERNEL=loop runs the
-reference loop, which supports it).
+reference loop, which supports it). On a CPU both directions run with subnormals
+flushed to zero (`denormals.flush_denormals`: a long backward otherwise crawls
+through them).
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from . import extension, python_loop
+from .denormals import flush_denormals
 from .spec import PEEP_F, PEEP_I, PEEP_O, describe
 
 
@@ -108,8 +113,9 @@ class Recurrence(torch.autograd.Function):
             bias_rec, weight_skip, peep, weight_gate, save):
         """The forward loop: (hbuf, cs, gs, acts), the saved buffers only when `save`."""
         inside = {} if xp is not None else {"x": x, "weight_ih": weight_ih, "bias_in": bias_in}
-        return backend.forward(spec, xp, h_init, c0, g0, weight_hh, bias_rec, weight_skip, peep,
-                               weight_gate, lengths, save, **inside)
+        with flush_denormals() if h_init.device.type == "cpu" else contextlib.nullcontext():
+            return backend.forward(spec, xp, h_init, c0, g0, weight_hh, bias_rec, weight_skip, peep,
+                                   weight_gate, lengths, save, **inside)
 
     @staticmethod
     def outputs(hbuf, cs, gs):
@@ -136,6 +142,13 @@ class Recurrence(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_hbuf, *grad_rest):
+        if grad_hbuf.device.type != "cpu":
+            return Recurrence._backward(ctx, grad_hbuf, *grad_rest)
+        with flush_denormals():
+            return Recurrence._backward(ctx, grad_hbuf, *grad_rest)
+
+    @staticmethod
+    def _backward(ctx, grad_hbuf, *grad_rest):
         spec, needs = ctx.spec, ctx.needs_input_grad
         (hbuf, cs, gs, acts, weight_hh, bias_rec, weight_skip, peep, weight_gate, lengths, x,
          weight_ih) = ctx.saved_tensors
