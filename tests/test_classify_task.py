@@ -1,5 +1,6 @@
 """The `classify` and `tag` tasks end to end through the `rnnkit` command: train, eval, predict, bad input."""
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -387,6 +388,77 @@ def test_random_warps_resample_each_sequence_linearly_keeping_its_ends():
     assert changed > 0
     again, new_again = random_warps(ramp, lengths, 0.3, torch.Generator().manual_seed(0))
     assert torch.equal(again, out) and torch.equal(new_again, new)  # seeded
+
+
+def freqt(c, alpha, order):
+    """SPTK's `freqt` recursion (Oppenheim & Johnson 1972): the cepstrum c_0..c_M, frequency-warped
+    by the all-pass warp of `alpha`, to order `order`: a plain reference loop."""
+    d = np.zeros(order + 1)
+    for i in range(len(c) - 1, -1, -1):
+        prev = d.copy()
+        d[0] = c[i] + alpha * prev[0]
+        if order >= 1:
+            d[1] = (1 - alpha * alpha) * prev[0] + alpha * prev[1]
+        for j in range(2, order + 1):
+            d[j] = prev[j - 1] + alpha * (prev[j] - d[j - 1])
+    return d
+
+
+def test_cepstral_warps_match_the_freqt_recursion_and_move_a_resonance():
+    from rnnkit.tasks.classify import cepstral_warps
+    D = 12
+    alphas = torch.tensor([0.0, 0.05, -0.2, 0.42], dtype=torch.float64)
+    W = cepstral_warps(alphas, D)
+    assert W.shape == (4, D, D) and W.dtype == torch.float64
+    torch.testing.assert_close(W[0], torch.eye(D, dtype=torch.float64), rtol=0, atol=1e-14)
+    for k, a in enumerate(alphas.tolist()):  # column n: the warp of the unit cepstrum c_n = 1
+        ref = np.stack([freqt(np.r_[0.0, np.eye(D)[n]], a, D)[1:] for n in range(D)], axis=1)
+        np.testing.assert_allclose(W[k].numpy(), ref, rtol=0, atol=1e-12)
+    # the warped log spectrum at β(ω) is the log spectrum at ω, up to a constant (c_0 is not mapped):
+    # a resonance at θ (pole pair of radius r, c_n = r^n cos(nθ) / n) moves to β(θ), up for α > 0
+    order, r, theta = 200, 0.9, 0.8
+    n = torch.arange(1, order + 1, dtype=torch.float64)
+    c = r ** n * torch.cos(n * theta) / n
+
+    def log_spectrum(cepstrum, at):
+        return 2 * (torch.cos(at[:, None] * n[None, :]) * cepstrum).sum(1)
+    omega = torch.linspace(0, math.pi, 4001, dtype=torch.float64)
+    for a in (0.3, -0.3):
+        warped = cepstral_warps(torch.tensor([a]), order)[0] @ c
+        beta = omega + 2 * torch.atan2(a * torch.sin(omega), 1 - a * torch.cos(omega))
+        gap = log_spectrum(warped, beta) - log_spectrum(c, omega)
+        assert (gap - gap.mean()).abs().max().item() < 1e-6  # the rest: output truncated at 200
+        assert (omega[log_spectrum(warped, omega).argmax()].item() > theta + 0.2) == (a > 0)
+    with pytest.raises(ValueError, match="α"):
+        cepstral_warps(torch.tensor([1.0]), D)
+
+
+def test_freq_warp_maps_each_training_sequence_by_one_cepstral_warp_in_the_datas_units(tmp_path):
+    from scipy.optimize import minimize_scalar
+
+    from rnnkit.tasks.classify import cepstral_warps
+    batches = augmented(tmp_path, "freq_warp")
+    clean, warped, again = batches(0.0), batches(0.3), batches(0.3)
+    task = get_task("classify")(load_config(recipe(tmp_path, data={"freq_warp": 0.3})))
+    task.prepare_data()
+    mean, std = torch.as_tensor(task.scaler.mean), torch.as_tensor(task.scaler.std)
+    assert not torch.allclose(mean, torch.zeros_like(mean))  # the warp is in the data's units, not the scaled ones
+    found = []
+    for x, y in sequences_of(clean, warped, again):
+        x, y = x.double() * std + mean, y.double() * std + mean  # (n, D) in the data's units
+
+        def misfit(a):
+            return float((x @ cepstral_warps(torch.tensor([a]), x.shape[1])[0].T - y).abs().max())
+        best = minimize_scalar(misfit, bounds=(-0.3, 0.3), method="bounded", options={"xatol": 1e-9})
+        assert best.fun < 1e-4 * max(1.0, float(x.abs().max()))  # one warp of α in ± 0.3 maps the sequence
+        found.append(best.x)
+    found = np.array(found)
+    assert found.min() < -0.1 and found.max() > 0.1 and len(np.unique(found.round(4))) > len(found) // 2
+    assert not torch.equal(batches(0.3, epoch=1)[0].inputs, warped[0].inputs)  # new draws each epoch
+    check_own_stream_and_training_only(batches, 0.3, clean, warped, "input_noise", 0.3)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="freq_warp"):
+            load_config(recipe(tmp_path, data={"freq_warp": bad}, name="f.yaml"))
 
 
 def test_time_warp_is_training_only_and_refused_by_a_tagger(tmp_path):

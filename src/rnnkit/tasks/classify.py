@@ -97,6 +97,11 @@ class SequenceData(Section):
                                             "this many copies of each sequence with the training input_noise "
                                             "and offset_noise drawn afresh (test-time augmentation; seeded, so "
                                             "repeatable; 0: the sequence alone)")
+    freq_warp: float = option(0.0, ge=0, lt=1, help="training only, for cepstral features c_1..c_D (e.g. "
+                                                    "JapaneseVowels' LPC cepstra): each sequence's spectrum is "
+                                                    "warped by an all-pass frequency warp of α uniform in "
+                                                    "± freq_warp, a linear map of its cepstrum (vocal tract "
+                                                    "length perturbation; 0: off; classify)")
     time_warp: float = option(0.0, ge=0, lt=1, help="training only: each sequence is resampled (linear "
                                                     "interpolation) to its length times a factor uniform in "
                                                     "1 ± time_warp (0: off; classify)")
@@ -347,9 +352,11 @@ class Classify(Task):
     def _batches(self, data: SequenceSet, batch_size: int, generator=None, noise: float = 0.0,
                  noise_generator=None, crop: float = 1.0, crop_generator=None, offset: float = 0.0,
                  offset_generator=None, warp: float = 0.0, warp_generator=None, scale: float = 0.0,
-                 scale_generator=None, mask: float = 0.0, mask_generator=None):
+                 scale_generator=None, mask: float = 0.0, mask_generator=None, freq_warp: float = 0.0,
+                 freq_warp_generator=None):
         return _Batches(SequenceBatches(data, batch_size, generator), noise, noise_generator, crop, crop_generator,
-                        offset, offset_generator, warp, warp_generator, scale, scale_generator, mask, mask_generator)
+                        offset, offset_generator, warp, warp_generator, scale, scale_generator, mask, mask_generator,
+                        freq_warp, freq_warp_generator, self.scaler)
 
     def train_batches(self, epoch: int):
         if self.model_config.teacher and self._teacher is None:
@@ -369,7 +376,8 @@ class Classify(Task):
                              epoch_generator(seed + 155921, epoch) if offset else None, warp,
                              epoch_generator(seed + 181081, epoch) if warp else None, scale,
                              epoch_generator(seed + 206699, epoch) if scale else None, mask,
-                             epoch_generator(seed + 232153, epoch) if mask else None)
+                             epoch_generator(seed + 232153, epoch) if mask else None, d.freq_warp,
+                             epoch_generator(seed + 257987, epoch) if d.freq_warp else None)
 
     def valid_batches(self):
         if "valid" not in self.splits:
@@ -585,16 +593,21 @@ class _Batches:
     warps (`random_warps`, drawn from `warp_generator`), and optional magnitude scaling: one
     factor per feature and sequence, Gaussian of mean 1 and standard deviation `scale`, at all
     its real steps, drawn from `scale_generator`, and optional channel masking: each feature of
-    each sequence set to 0 at all its steps with probability `mask`, drawn from `mask_generator`.
-    Order: warp, crop, scale, mask, noise, offset."""
+    each sequence set to 0 at all its steps with probability `mask`, drawn from `mask_generator`,
+    and an optional frequency warp of each sequence's cepstrum (`cepstral_warps`, α uniform in
+    ± `freq_warp`, drawn from `freq_warp_generator`), applied in the data's own units: the
+    inputs are standardised by `scaler`, undone for the warp and redone after it.
+    Order: warp, crop, frequency warp, scale, mask, noise, offset."""
 
     def __init__(self, padded, noise: float = 0.0, noise_generator: torch.Generator | None = None,
                  crop: float = 1.0, crop_generator: torch.Generator | None = None, offset: float = 0.0,
                  offset_generator: torch.Generator | None = None, warp: float = 0.0,
                  warp_generator: torch.Generator | None = None, scale: float = 0.0,
                  scale_generator: torch.Generator | None = None, mask: float = 0.0,
-                 mask_generator: torch.Generator | None = None):
+                 mask_generator: torch.Generator | None = None, freq_warp: float = 0.0,
+                 freq_warp_generator: torch.Generator | None = None, scaler: Scaler | None = None):
         self.padded, self.noise, self.noise_generator = padded, noise, noise_generator
+        self.freq_warp, self.freq_warp_generator, self.scaler = freq_warp, freq_warp_generator, scaler
         self.mask, self.mask_generator = mask, mask_generator
         self.crop, self.crop_generator = crop, crop_generator
         self.offset, self.offset_generator = offset, offset_generator
@@ -611,6 +624,8 @@ class _Batches:
                 inputs, lengths = random_warps(inputs, lengths, self.warp, self.warp_generator)
             if self.crop < 1:
                 inputs, lengths = random_crops(inputs, lengths, self.crop, self.crop_generator)
+            if self.freq_warp and inputs.is_floating_point():
+                inputs = self._warp_spectra(inputs, lengths)
             if self.scale and inputs.is_floating_point():
                 N, L = inputs.shape[:2]
                 real = length_mask(lengths, N, L).unsqueeze(-1).to(inputs.dtype)  # (N, L, 1)
@@ -632,6 +647,37 @@ class _Batches:
                                     dtype=inputs.dtype)  # (N, 1, D): the same at every step
                 inputs = inputs + self.offset * shift * real
             yield Batch(inputs=inputs, targets=p.targets, lengths=lengths, size=p.size)
+
+    def _warp_spectra(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        N, L, D = inputs.shape
+        alpha = self.freq_warp * (2 * torch.rand(N, generator=self.freq_warp_generator, dtype=torch.float64) - 1)
+        warps = cepstral_warps(alpha, D)  # (N, D, D)
+        mean, std = ((torch.zeros(D), torch.ones(D)) if self.scaler is None else
+                     (torch.as_tensor(self.scaler.mean), torch.as_tensor(self.scaler.std)))
+        mean, std = mean.double(), std.double()
+        raw = inputs.double() * std + mean  # (N, L, D) in the data's units
+        warped = (torch.einsum("nij,nlj->nli", warps, raw) - mean) / std
+        real = length_mask(lengths, N, L).unsqueeze(-1)  # (N, L, 1); padding stays as it was
+        return torch.where(real, warped.to(inputs.dtype), inputs)
+
+
+def cepstral_warps(alpha: torch.Tensor, order: int, points: int | None = None) -> torch.Tensor:
+    """(N, D, D) matrices W(α) with c' = W(α) c for cepstra c = (c_1..c_D) of a log spectrum
+    log|H(ω)| = c_0 + 2 Σ_n c_n cos nω: the cepstrum, truncated to D, of log|H(β(ω))| with the
+    all-pass (bilinear) warp β(ω) = ω − 2 atan(α sin ω / (1 + α cos ω)), the map of SPTK's `freqt`
+    with the same α (α > 0 moves low-frequency detail up, as a linear-to-mel warp; W(0) = I):
+    W_mn = (2/π) ∫_0^π cos(n β(ω)) cos(m ω) dω, by the midpoint rule on `points` nodes (default
+    max(64, 4D)), exact to rounding for these smooth periodic integrands at moderate |α| < 1."""
+    alpha = torch.as_tensor(alpha, dtype=torch.float64).reshape(-1, 1)  # (N, 1)
+    if alpha.abs().max() >= 1:
+        raise ValueError(f"the warp needs |α| < 1, got {alpha.abs().max().item():g}")
+    points = points or max(64, 4 * order)
+    omega = (torch.arange(points, dtype=torch.float64) + 0.5) * math.pi / points  # (G,)
+    beta = omega - 2 * torch.atan2(alpha * torch.sin(omega), 1 + alpha * torch.cos(omega))  # (N, G)
+    n = torch.arange(1, order + 1, dtype=torch.float64)
+    warped = torch.cos(n[None, :, None] * beta[:, None, :])  # (N, D, G): cos nβ(ω)
+    plain = torch.cos(n[:, None] * omega[None, :])  # (D, G): cos mω
+    return 2 / points * torch.einsum("mg,ing->imn", plain, warped)
 
 
 def random_warps(inputs: torch.Tensor, lengths: torch.Tensor, fraction: float, generator: torch.Generator | None):
