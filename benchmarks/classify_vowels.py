@@ -4,7 +4,9 @@
     python benchmarks/classify_vowels.py --seeds 3 model.hidden_size=128
     python benchmarks/classify_vowels.py --variant lstm-last     # REFERENCE.md's LSTM-64 last-state baseline
     python benchmarks/classify_vowels.py --cv 5 --seeds 1        # 5-fold cross-validation on the training split
+    python benchmarks/classify_vowels.py --cv 5 data.fold_order=contiguous   # folds of consecutive recordings
     python benchmarks/classify_vowels.py --distill 5             # one model distilled from a 5-member ensemble
+    python benchmarks/classify_vowels.py --baseline              # no RNN: summary statistics, logistic regression
 
 Trains `configs/classify-japanese-vowels.yaml` (fixed epochs, no validation split:
 270 training series are too few to spare one) once per seed and evaluates the final
@@ -25,12 +27,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from rnnkit.baselines import fit_summary_logreg, summary_features  # noqa: E402
 from rnnkit.config import load_config  # noqa: E402
+from rnnkit.metrics.classification import classification_metrics, confusion_matrix  # noqa: E402
+from rnnkit.tasks import get_task  # noqa: E402
 from rnnkit.tasks.classify import train_and_evaluate  # noqa: E402
 
 CLEAN = ["data.input_noise=0", "data.offset_noise=0"]  # REFERENCE.md's baselines train on the data as it is
@@ -47,8 +53,27 @@ VARIANTS = {
 }
 
 
-def run(recipe: str, overrides: list[str], seed: int, split: str, workdir: Path, distill: int = 0) -> dict:
+def summary_baseline(recipe: str, overrides: list[str], split: str) -> dict:
+    """Logistic regression on per-series summary statistics (rnnkit.baselines.classify), trained
+    on the recipe's training split (the fold's in CV) and scored on `split`; deterministic."""
+    import time
+
+    task = get_task("classify")(load_config(recipe, overrides + ["run.device=cpu"]))
+    task.prepare_data()
+    train, scored = task.splits["train"], task.splits[split]
+    start = time.process_time()
+    model = fit_summary_logreg(train.sequences, train.targets)
+    cpu_s = time.process_time() - start
+    predicted = model.predict(summary_features(scored.sequences))
+    cm = confusion_matrix(np.asarray(scored.targets), predicted, task.num_outputs, -100)
+    return {**classification_metrics(cm), "cpu_s": cpu_s}
+
+
+def run(recipe: str, overrides: list[str], seed: int, split: str, workdir: Path, distill: int = 0,
+        baseline: bool = False) -> dict:
     """Train (a teacher ensemble first with `distill`) and score `split`; CPU seconds of all training."""
+    if baseline:
+        return summary_baseline(recipe, overrides, split)
     teacher_s = 0.0
     if distill:
         teacher = workdir / f"teacher{seed}"
@@ -72,6 +97,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--distill", type=int, default=0, metavar="E",
                    help="distil each model from an E-member ensemble of the recipe trained first")
+    p.add_argument("--baseline", action="store_true",
+                   help="logistic regression on per-series summary statistics instead of the RNN (deterministic: "
+                        "one run)")
     args = p.parse_args(argv)
     try:
         seeds = [int(v) for v in args.seeds.split(",") if v] if "," in args.seeds else list(range(int(args.seeds)))
@@ -79,6 +107,8 @@ def main(argv=None) -> int:
         seeds = []
     if not seeds:
         p.error(f"--seeds {args.seeds!r}: a count of at least 1, or a comma-separated list of seeds (e.g. 0,3)")
+    if args.baseline:
+        seeds = [0]
     torch.set_num_threads(args.threads)
     overrides = VARIANTS[args.variant] + args.overrides + [f"run.threads={args.threads}"]
     rows = []
@@ -86,20 +116,23 @@ def main(argv=None) -> int:
         for seed in seeds:
             if args.cv:
                 folds = [run(args.recipe, overrides + [f"data.folds={args.cv}", f"data.fold={k}"], seed, "valid",
-                             Path(tmp) / f"fold{k}", args.distill) for k in range(args.cv)]
+                             Path(tmp) / f"fold{k}", args.distill, args.baseline) for k in range(args.cv)]
                 r = {key: statistics.fmean(f[key] for f in folds) for key in ("accuracy", "macro_f1", "cpu_s")}
                 r["cpu_s"] *= args.cv
+                r["folds"] = " (folds " + " ".join(f"{100 * f['accuracy']:.1f}" for f in folds) + ")"
             else:
-                r = run(args.recipe, overrides, seed, "test", Path(tmp), args.distill)
+                r = run(args.recipe, overrides, seed, "test", Path(tmp), args.distill, args.baseline)
             rows.append(r)
-            print(f"seed {seed}: accuracy {100 * r['accuracy']:.2f}%  macro F1 {100 * r['macro_f1']:.2f}%  "
-                  f"train CPU {r['cpu_s']:.0f} s", flush=True)
+            print(f"seed {seed}: accuracy {100 * r['accuracy']:.2f}%{r.get('folds', '')}  macro F1 "
+                  f"{100 * r['macro_f1']:.2f}%  train CPU {r['cpu_s']:.0f} s", flush=True)
     acc = [100 * r["accuracy"] for r in rows]
     spread = statistics.stdev(acc) if len(acc) > 1 else 0.0
     what = f"{args.cv}-fold CV on train" if args.cv else "test"
-    label = f"{args.variant}" + (f" distilled from {args.distill}" if args.distill else "")
-    print(f"\n{label} {' '.join(args.overrides)}: {what} accuracy {statistics.fmean(acc):.2f}% ± {spread:.2f} "
-          f"(min {min(acc):.2f}, max {max(acc):.2f}, {len(acc)} seeds); "
+    label = ("summary statistics + logistic regression" if args.baseline else
+             f"{args.variant}" + (f" distilled from {args.distill}" if args.distill else ""))
+    spread_text = (f"± {spread:.2f} (min {min(acc):.2f}, max {max(acc):.2f}, {len(acc)} seeds)" if len(acc) > 1
+                   else "(one run)" if args.baseline else f"(seed {seeds[0]})")
+    print(f"\n{label} {' '.join(args.overrides)}: {what} accuracy {statistics.fmean(acc):.2f}% {spread_text}; "
           f"CPU {statistics.fmean(r['cpu_s'] for r in rows):.0f} s per seed")
     return 0
 

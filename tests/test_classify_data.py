@@ -128,6 +128,23 @@ def test_stratified_and_kfold_splits():
     assert sorted(seen) == list(range(18))  # the folds partition the set
 
 
+def test_contiguous_kfold_cuts_each_class_into_consecutive_blocks_in_file_order():
+    labels = np.array([0, 1, 0, 0, 1, 2, 0, 1, 0, 2, 1, 0, 1, 2])  # classes interleaved, in recording order
+    seen = []
+    for fold in range(3):
+        train, valid = kfold_split(labels, len(labels), 3, fold, seed=fold, contiguous=True)
+        assert len(np.intersect1d(train, valid)) == 0 and len(train) + len(valid) == len(labels)
+        for c in range(3):
+            members = np.flatnonzero(labels == c)
+            np.testing.assert_array_equal(valid[labels[valid] == c], np.array_split(members, 3)[fold])
+        seen.extend(valid)
+    assert sorted(seen) == list(range(len(labels)))  # the folds partition the set
+    first = kfold_split(labels, len(labels), 3, 0, seed=0, contiguous=True)[1]
+    np.testing.assert_array_equal(first, [0, 1, 2, 4, 5])  # each class's first third; the seed plays no part
+    np.testing.assert_array_equal(kfold_split(labels, len(labels), 3, 0, seed=7, contiguous=True)[1], first)
+    np.testing.assert_array_equal(kfold_split(None, 6, 3, 2, seed=0, contiguous=True)[1], [4, 5])
+
+
 def test_scaler_fits_the_training_split_only_and_round_trips(tmp_path):
     train = small_set()
     scaler = Scaler.fit(train)

@@ -164,6 +164,22 @@ def test_meanmax_pooling_is_the_mean_and_the_max_over_real_steps_side_by_side():
     torch.testing.assert_close(model(x, None, lengths)[0], model.head(pooled))
 
 
+def test_meanstd_pooling_is_the_mean_and_the_standard_deviation_over_real_steps():
+    torch.manual_seed(0)
+    model = SequenceClassifier(D, 3, cell="gru", hidden_size=5, bidirectional=True, pooling="meanstd").eval()
+    assert model.head.in_features == 20  # 2 directions x 5 units, mean and standard deviation
+    x, lengths, singles = ragged(pad_value=100.0)  # padding in the statistics would show the 100s
+    h, _ = model.encoder(x, None, lengths)
+    pooled = model.pool(h, lengths)
+    for i, L in enumerate(LENGTHS):
+        std = h[i, :L].double().var(0, unbiased=False).clamp(min=1e-5).sqrt().float()
+        torch.testing.assert_close(pooled[i], torch.cat([h[i, :L].mean(0), std]))
+    one = model.pool(h[:1, :1], torch.tensor([1]))  # one step: no spread, the floor
+    torch.testing.assert_close(one[0, 10:], torch.full((10,), 1e-5 ** 0.5))
+    pooled.sum().backward()  # finite gradients, the floor included
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_deltas_feed_each_step_its_difference_from_the_step_before():
     torch.manual_seed(0)
     model = SequenceClassifier(D, 2, cell="gru", hidden_size=4, deltas=True)

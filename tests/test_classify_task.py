@@ -168,6 +168,7 @@ def test_predict_new_data_through_sample_hook(tmp_path, capsys):
     ({"source": "file", "path": "NAN"}, "NaN or infinite value"),
     ({"source": "file", "path": "/nonexistent.npz"}, "no such file"),
     ({"folds": 3, "fold": 3}, "data.fold = 3: expected 0..2"),
+    ({"folds": 3, "fold_order": "sorted"}, "data.fold_order = 'sorted': expected one of 'random', 'contiguous'"),
 ])
 def test_bad_input_stops_before_anything_is_written(tmp_path, capsys, data, message):
     if data.get("source") == "aeon":
@@ -178,6 +179,31 @@ def test_bad_input_stops_before_anything_is_written(tmp_path, capsys, data, mess
     err = capsys.readouterr().err
     assert message in err and err.startswith("rnnkit: error:")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("order", ["random", "contiguous"])
+def test_kfold_validation_parts_partition_the_training_split(tmp_path, order):
+    """data.folds/fold/fold_order: the K validation parts partition the training split, each
+    class spread evenly; contiguous parts are consecutive stretches of each class in file order."""
+    path = user_file(tmp_path, n=30)
+    seen = []
+    for fold in range(3):
+        task = get_task("classify")(load_config(recipe(tmp_path, data={
+            "source": "file", "path": str(path), "test_fraction": 0.2, "folds": 3, "fold": fold,
+            "fold_order": order})))
+        task.prepare_data()
+        train, valid = task.splits["train"], task.splits["valid"]
+        assert not set(train.ids) & set(valid.ids)
+        everything = sorted(train.ids + valid.ids, key=lambda i: int(i[1:]))
+        for c in (0, 1):  # every class split 3 ways as evenly as it goes
+            members = [i for i in everything if (train.targets[train.ids.index(i)] if i in train.ids
+                                                 else valid.targets[valid.ids.index(i)]) == c]
+            held = [i for i in members if i in valid.ids]
+            assert abs(len(held) - len(members) / 3) < 1
+            if order == "contiguous":
+                assert held == [str(i) for i in np.array_split(np.array(members, dtype=object), 3)[fold]]
+        seen.extend(valid.ids)
+    assert sorted(seen) == sorted(everything)
 
 
 def test_eval_without_a_validation_split_says_how_to_evaluate(tmp_path, capsys):

@@ -437,16 +437,22 @@ def stratified_split(labels: np.ndarray | None, count: int, fraction: float, see
     return keep, held
 
 
-def kfold_split(labels: np.ndarray | None, count: int, folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, valid) of fold `fold` of `folds` (stratified when `labels` is given)."""
+def kfold_split(labels: np.ndarray | None, count: int, folds: int, fold: int, seed: int,
+                contiguous: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, valid) of fold `fold` of `folds` (stratified when `labels` is given): each
+    class's members at random (seeded), or with `contiguous` cut in their order into `folds`
+    consecutive blocks, so that data recorded in order is validated on another stretch of time."""
     if not 0 <= fold < folds:
         raise ValueError(f"fold must be in 0..{folds - 1}, got {fold}")
     rng = np.random.default_rng(seed)
     groups = [np.arange(count)] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
     valid = []
     for members in groups:
-        members = rng.permutation(members)
-        valid.extend(members[fold::folds])
+        if contiguous:
+            valid.extend(np.array_split(members, folds)[fold])
+        else:
+            members = rng.permutation(members)
+            valid.extend(members[fold::folds])
     valid = np.sort(np.array(valid, dtype=np.int64))
     return np.setdiff1d(np.arange(count), valid), valid
 

@@ -11,7 +11,9 @@ Pooling over the real steps 1..len of each sequence (never the padding):
 - `last`: the output at the last real step; bidirectional: the forward half there and
   the backward half at step 1 (each direction's final state);
 - `mean`, `max`: over the real steps; `meanmax`: both, concatenated (2F features; the
-  "concat pooling" of Howard & Ruder 2018 without the last state);
+  "concat pooling" of Howard & Ruder 2018 without the last state); `meanstd`: the mean and
+  the standard deviation sqrt(max(mean(h²) − mean(h)², 1e-5)) (2F features; the statistics
+  pooling of x-vector speaker embeddings, Snyder et al. 2018);
 - `attention`: a_t = softmax_t(q · tanh(W h_t + b)) with a learned query q, z = Σ a_t h_t
   (Bahdanau-style additive scoring; Yang et al. 2016 call q the context vector).
 
@@ -46,7 +48,7 @@ from torch.nn import functional as F
 
 from ..layers import Dropout, Recurrent
 
-POOLINGS = ("last", "mean", "max", "meanmax", "attention")
+POOLINGS = ("last", "mean", "max", "meanmax", "meanstd", "attention")
 State = tuple[torch.Tensor, ...]
 
 
@@ -151,7 +153,7 @@ class Pooling(nn.Module):
         if mode not in POOLINGS:
             raise ValueError(f"unknown pooling {mode!r}: expected one of {', '.join(POOLINGS)}")
         self.mode, self.bidirectional = mode, bidirectional
-        self.output_size = 2 * features if mode == "meanmax" else features
+        self.output_size = 2 * features if mode in ("meanmax", "meanstd") else features
         if mode == "attention":
             self.score = nn.Linear(features, features)
             self.query = nn.Parameter(torch.randn(features) / features ** 0.5)
@@ -173,6 +175,12 @@ class Pooling(nn.Module):
             mean = (h * m).sum(1) / m.sum(1).clamp(min=1)
             peak = h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
             pooled = mean if self.mode == "mean" else peak if self.mode == "max" else torch.cat([mean, peak], -1)
+        elif self.mode == "meanstd":
+            m = mask.unsqueeze(-1).to(h.dtype)
+            count = m.sum(1).clamp(min=1)
+            mean = (h * m).sum(1) / count
+            var = (((h - mean.unsqueeze(1)) * m) ** 2).sum(1) / count  # biased, over the real steps
+            pooled = torch.cat([mean, var.clamp(min=1e-5).sqrt()], -1)
         else:
             scores = torch.tanh(self.score(h)) @ self.query  # (N, L)
             weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=1)  # (N, L)
@@ -245,7 +253,7 @@ class SequenceClassifier(nn.Module):
 
     Args:
         input_size: D (or V with `embedding`). num_outputs: K.
-        pooling: last, mean, max, meanmax or attention.
+        pooling: last, mean, max, meanmax, meanstd or attention.
         dropout: between recurrent layers and on the pooled vector.
         fcn_channels, fcn_widths: blocks of a fully convolutional branch beside the recurrence
             (LSTM-FCN; e.g. (128, 256, 128) and (8, 5, 3)); () for none.

@@ -77,6 +77,10 @@ class SequenceData(Section):
     folds: int = option(0, ge=0, help="k-fold: validate on fold data.fold of this many folds of the training "
                                       "split (0: use valid_fraction)")
     fold: int = option(0, ge=0, help="k-fold: which fold is the validation split (0..folds-1)")
+    fold_order: Literal["random", "contiguous"] = option(
+        "random", help="k-fold: each class's sequences dealt to the folds at random (seeded by data_seed), or cut "
+                       "in file order into consecutive blocks (data recorded in order: validate on another stretch "
+                       "of time)")
     test_fraction: float = option(0.2, gt=0, lt=1,
                                   help="digits, and file without test_path: the share held out as test split")
     data_seed: int = option(0, ge=0, help="seed of the splits and of generated data (independent of run.seed)")
@@ -152,7 +156,7 @@ class SequenceModelConfig(Section):
     hidden_size: int = option(64, ge=1, help="H, units per recurrent layer (window_mlp: per hidden layer)")
     num_layers: int = option(1, ge=1, help="stacked recurrent layers (window_mlp: hidden layers)")
     bidirectional: bool = option(False, help="a backward direction too, outputs concatenated")
-    pooling: Literal["last", "mean", "max", "meanmax", "attention"] = option(
+    pooling: Literal["last", "mean", "max", "meanmax", "meanstd", "attention"] = option(
         "last", help="classify: how the step outputs become one vector (window_mlp: mean or max)")
     projection_size: int = option(0, ge=0, help="a linear input projection D -> this before the recurrence (0: none)")
     conv_width: int = option(0, ge=0, help="k (odd): a convolution over time of width k with ReLU before the "
@@ -279,7 +283,8 @@ class Classify(Task):
             if "valid" not in splits:
                 train = splits["train"]
                 if d.folds:
-                    keep, held = kfold_split(self._strata(train), len(train), d.folds, d.fold, d.data_seed)
+                    keep, held = kfold_split(self._strata(train), len(train), d.folds, d.fold, d.data_seed,
+                                             contiguous=d.fold_order == "contiguous")
                 elif d.valid_fraction > 0:
                     keep, held = stratified_split(self._strata(train), len(train), d.valid_fraction, d.data_seed + 1)
                 else:
