@@ -7,9 +7,10 @@ For each cell: train the adding problem (hidden 64, batch 32, Adam 3e-3, clip 1,
 thread) for --warmup updates with subnormals flushed, then time --reps updates each
 way, paired in one process: with every subnormal flushed on this thread
 (`torch.set_flush_denormal(True)`, what the Trainer does), with only rnnkit's own
-autograd Function flushing (`rnnkit.layers.kernels.denormals`; torch's fused LSTM and
-GRU kernels, which rnnkit runs for their standard forms, then keep IEEE arithmetic),
-and with nothing flushed (rnnkit's Function's flushing switched off for the run).
+flushing (`rnnkit.layers.kernels.denormals`: its autograd Function, and around torch's
+fused LSTM kernel, which `Recurrent` runs for the standard LSTM on full-length batches,
+the call and its backward nodes; the rest of torch keeps IEEE arithmetic), and with
+nothing flushed (rnnkit's flushing switched off for the run).
 Prints ms per update and the slowdown relative to flushed.
 """
 from __future__ import annotations
@@ -28,10 +29,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from long_range import CELLS, batch_tensors, generate, loss_and_score  # noqa: E402
+from rnnkit.layers import recurrent  # noqa: E402
 from rnnkit.layers.kernels import function  # noqa: E402
 from rnnkit.models import SequenceClassifier  # noqa: E402
 
 FLUSHING = function.flush_denormals
+HOOKS = recurrent.flush_denormals, recurrent._flush_in_backward
+
+
+def rnnkit_flushes(on: bool) -> None:
+    """Switch rnnkit's own flushing (its Function, and around torch's fused LSTM) on or off."""
+    function.flush_denormals = FLUSHING if on else contextlib.nullcontext
+    recurrent.flush_denormals, recurrent._flush_in_backward = HOOKS if on else (
+        contextlib.nullcontext, lambda *args, **kwargs: None)
 
 
 def main(argv=None) -> int:
@@ -70,11 +80,11 @@ def main(argv=None) -> int:
         for _ in range(args.reps):  # the three ways alternate, so a slower core slows all of them
             for way in times:
                 torch.set_flush_denormal(way == "all")
-                function.flush_denormals = FLUSHING if way != "none" else contextlib.nullcontext
+                rnnkit_flushes(way != "none")
                 start = time.perf_counter()
                 update()
                 times[way].append(1e3 * (time.perf_counter() - start))
-                function.flush_denormals = FLUSHING
+                rnnkit_flushes(True)
                 torch.set_flush_denormal(False)
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"{cell:10s} {med['all']:12.0f} {med['rnnkit']:12.0f} {med['none']:10.0f} "

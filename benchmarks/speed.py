@@ -78,12 +78,13 @@ def flops_per_token(name: str, D: int, H: int) -> float:
     return 2 * (2.0 * gates * H * D) + 3 * recurrent
 
 
-def run_path(module: nn.Module, x: torch.Tensor) -> str:
-    """Which code computes `module` on `x`: torch's own module, torch's fused kernel
-    (reached through Recurrent), rnnkit's C++ kernels, or their Python fallback."""
+def run_path(module: nn.Module, x: torch.Tensor, grad: bool = True) -> str:
+    """Which code computes `module` on `x`, in training (`grad`) or inference: torch's own
+    module, torch's fused kernel (reached through Recurrent), rnnkit's C++ kernels, or
+    their Python fallback."""
     if not isinstance(module, Recurrent):
         return "torch"
-    if module.uses_fused and not kernels.replaces_fused(module.cells[0], x):
+    if module.uses_fused and not kernels.replaces_fused(module.cells[0], x, None, grad):
         return "torch fused"
     if not kernels.enabled():
         return "python loop"
@@ -92,14 +93,18 @@ def run_path(module: nn.Module, x: torch.Tensor) -> str:
 
 @contextlib.contextmanager
 def python_loop(on: bool):
-    """Recurrent's plain Python loop (input product hoisted, no kernels) while `on`."""
+    """Recurrent's plain Python loop (input product hoisted, no kernels) while `on`, for
+    torch's configurations too (they would otherwise fall back to torch's kernel)."""
     before = os.environ.get("RNNKIT_KERNEL")
+    replaces = kernels.replaces_fused
     if on:
         os.environ["RNNKIT_KERNEL"] = "loop"
+        kernels.replaces_fused = lambda *args, **kwargs: True
     try:
         yield
     finally:
         if on:
+            kernels.replaces_fused = replaces
             if before is None:
                 os.environ.pop("RNNKIT_KERNEL", None)
             else:
@@ -217,6 +222,8 @@ def main() -> None:
             family = TORCH_FAMILY.get(n.split(":")[0].split("+")[0], n)
             fam = speed[family]["train"] if family in speed else float("nan")
             path = run_path(modules[n], inputs[n])
+            if run_path(modules[n], inputs[n], grad=False) != path:
+                path += f" (inference: {run_path(modules[n], inputs[n], grad=False)})"
             gflops = flops_per_token(n, D, H) * speed[n]["train"] / 1e9
             share = statistics.median(flops_per_token(n, D, H) * tokens / t / 1e9 / p
                                       for t, p in zip(times[n]["train"], peaks))

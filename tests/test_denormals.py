@@ -71,3 +71,76 @@ def test_the_trainer_trains_with_subnormals_flushed(monkeypatch):
     monkeypatch.setattr(Trainer, "_fit", lambda self: seen.append(flushing()) or "done")
     assert Trainer(config=None, task=None).fit() == "done"
     assert seen == [True] and not flushing()
+
+
+def fused_nodes(outputs):
+    """The oneDNN LSTM layer nodes behind `outputs` in the autograd graph."""
+    todo, seen, found = [t.grad_fn for t in outputs], set(), []
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if node.name().startswith("MkldnnRnnLayerBackward"):
+            found.append(node)
+        todo.extend(n for n, _ in node.next_functions)
+    return found
+
+
+def test_torchs_fused_lstm_runs_forward_and_backward_flushed(monkeypatch):
+    """Where torch.nn.LSTM's configuration trains on torch's oneDNN kernel (under CPU
+    autocast, or without the extension), the call runs flushed, and so does each of its
+    backward nodes (one per layer and direction), with the caller's mode back after each."""
+    from rnnkit.layers import kernels
+    monkeypatch.setattr(kernels, "replaces_fused", lambda *args: False)
+    torch.manual_seed(0)
+    calls = []
+    lstm = torch.lstm
+    monkeypatch.setattr(torch, "lstm", lambda *args: calls.append(flushing()) or lstm(*args))
+    layer = Recurrent("lstm", 4, 8, num_layers=2, bidirectional=True)
+    assert layer.uses_fused
+    x = torch.randn(6, 3, 4, requires_grad=True)
+    out, state = layer(x)
+    assert calls == [True] and not flushing()
+    nodes = fused_nodes([out, *state])
+    assert len(nodes) == 4  # 2 layers x 2 directions
+    inside = []
+    for node in nodes:
+        node.register_prehook(lambda grads: inside.append(flushing()))  # runs after rnnkit's own
+    (out.sum() + state[0].sum() + state[1].sum()).backward()
+    assert inside == [True] * 4 and not flushing()
+    # the same gradients as torch.nn.LSTM's, which runs unflushed (nothing subnormal here)
+    reference = layer.to_torch()
+    x2 = x.detach().clone().requires_grad_()
+    out2, (h2, c2) = reference(x2)
+    (out2.sum() + h2.sum() + c2.sum()).backward()
+    torch.testing.assert_close(out, out2)
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_the_lstm_trains_on_rnnkits_loops_and_answers_with_torchs_kernel(monkeypatch):
+    """On CPU the standard LSTM trains on rnnkit's loops (flushed, like every loop) and
+    answers with torch's oneDNN kernel (flushed too); under CPU autocast a full-length
+    batch trains on torch's kernel (oneDNN's bfloat16), a ragged one still on the loops
+    (oneDNN takes no packed input)."""
+    if not extension.available():
+        pytest.skip(f"C++ extension unavailable here ({extension._state['reason']})")
+    calls = []
+    lstm = torch.lstm
+    monkeypatch.setattr(torch, "lstm", lambda *args: calls.append(flushing()) or lstm(*args))
+    layer = Recurrent("lstm", 4, 8, num_layers=2)
+    x, lengths = torch.randn(5, 7, 4), torch.tensor([7, 3, 5, 1, 6])
+    for given in (lengths, None):
+        out, _ = layer(x, None, given)
+        assert calls == [] and out.requires_grad  # the loops
+        out.sum().backward()
+        with torch.no_grad():
+            answer, _ = layer(x, None, given)
+        assert calls == [True]  # torch's kernel, flushed
+        torch.testing.assert_close(answer, out.detach())
+        calls.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x, None, lengths)
+        assert calls == []
+        layer(x)
+        assert calls == [True]

@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from ..cells import make_cell
 from . import kernels
 from .dropout import dropout
+from .kernels.denormals import flush_denormals, flushing
 
 State = tuple[torch.Tensor, ...]
 
@@ -151,7 +152,8 @@ class Recurrent(nn.Module):
         if self.recorder is not None:  # recording: the reference loop, every step reported
             self.recorder.begin(lengths, L, N)
 
-        if self.uses_fused and self.recorder is None and not kernels.replaces_fused(self.cells[0], x):
+        grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        if self.uses_fused and self.recorder is None and not kernels.replaces_fused(self.cells[0], x, lengths, grad):
             out, state = self._forward_fused(x, state, lengths)
         else:
             out, state = self._forward_loop(x, state, lengths)
@@ -208,6 +210,7 @@ class Recurrent(nn.Module):
         per_layer = (self.training and self.dropout > 0 and self.num_layers > 1
                      and x.device.type == "cpu")
         groups = [[k] for k in range(self.num_layers)] if per_layer else [list(range(self.num_layers))]
+        cpu = x.device.type == "cpu"  # subnormals flushed there, as on the loop path (kernels.denormals)
         if lengths is not None:
             packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
             order, unorder = packed.sorted_indices, packed.unsorted_indices
@@ -225,7 +228,10 @@ class Recurrent(nn.Module):
                 data = self._between_layers(data)
             args = (weights, True, len(layers), 0.0 if per_layer else self.dropout, self.training,
                     self.bidirectional)
-            result = run(data, hx, *args, False) if lengths is None else run(data, batch_sizes, hx, *args)
+            with flush_denormals(cpu):
+                result = run(data, hx, *args, False) if lengths is None else run(data, batch_sizes, hx, *args)
+            if cpu and result[0].requires_grad:
+                _flush_in_backward(result, stop=[data, *hx] if kind == "lstm" else [data, hx])
             data = result[0]
             finals.append(result[1:])
         final = tuple(torch.cat(parts) for parts in zip(*finals)) if per_layer else finals[0]
@@ -416,3 +422,37 @@ def _reverse(x: torch.Tensor, lengths) -> torch.Tensor:
     t = torch.arange(L, device=x.device)[:, None]
     index = torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # (L, N)
     return x.gather(0, index.unsqueeze(-1).expand_as(x))
+
+
+# torch's fused CPU kernels whose backward reads long chains of small gradients
+_FUSED_BACKWARD_NODES = ("MkldnnRnnLayerBackward",)
+
+
+def _flush_in_backward(outputs, stop, budget: int = 256) -> None:
+    """Make the backward of torch's fused CPU recurrence (oneDNN's LSTM layers, between
+    `outputs` and the tensors in `stop`) run with subnormals flushed, as its forward
+    does: a hook before each such node turns flushing on for the thread that runs it,
+    one after restores the thread's previous mode. The walk visits at most `budget`
+    nodes and hooks nothing where the kernel is not there (other builds decompose it)."""
+    stop_nodes = {t.grad_fn for t in stop if isinstance(t, torch.Tensor) and t.grad_fn is not None}
+    todo = [t.grad_fn for t in outputs if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    seen = set()
+    while todo and budget > 0:
+        node = todo.pop()
+        if node is None or node in seen or node in stop_nodes:
+            continue
+        seen.add(node)
+        budget -= 1
+        if node.name().startswith(_FUSED_BACKWARD_NODES):
+            before: list[bool] = []
+
+            def pre(grad_outputs, before=before):
+                before.append(flushing())
+                torch.set_flush_denormal(True)
+
+            def post(grad_inputs, grad_outputs, before=before):
+                torch.set_flush_denormal(before.pop())
+
+            node.register_prehook(pre)
+            node.register_hook(post)
+        todo.extend(n for n, _ in node.next_functions if n is not None)

@@ -11,7 +11,8 @@ Which path each cell takes: every built-in cell (rnn, irnn, additive, lstm in al
 variants, gru in both) with any skip and lengths runs these kernels on the loop path;
 cells registered by users (`describe` returns None) run Recurrent's own loop. On CPU
 with the extension, GRU and Elman configurations equal to torch.nn.GRU / RNN run
-here too (torch has no fused CPU kernel for them); torch.nn.LSTM's keeps oneDNN's.
+here too (torch has no fused CPU kernel for them), and so does torch.nn.LSTM's in
+training (`replaces_fused`); its inference keeps oneDNN's kernel.
 """
 from __future__ import annotations
 
@@ -30,16 +31,27 @@ def enabled() -> bool:
 
 
 # torch kernels that rnnkit's own loops beat on CPU (benchmarks/speed.py): torch.gru and
-# torch.rnn_* have no fused CPU kernel. torch.lstm runs oneDNN's and keeps it.
+# torch.rnn_* have no fused CPU kernel, so GRU and Elman cells always run these loops.
+# torch.lstm runs oneDNN's, which these loops beat in float32 training (1.15-1.4x,
+# benchmarks/speed.py) and by far on ragged batches, where oneDNN takes no packed input
+# and torch.lstm runs a chain of small operations per step (benchmarks/ragged_speed.py).
+# It keeps torch's kernel for inference, and under CPU autocast on full-length batches
+# (oneDNN's bfloat16 kernel, with AMX many times faster than any float32 loop).
 _REPLACED = ("gru", "rnn_tanh", "rnn_relu")
 
 
-def replaces_fused(cell, x) -> bool:
+def replaces_fused(cell, x, lengths=None, grad: bool = False) -> bool:
     """True where `Recurrent` should run its loop path (these kernels) rather than torch's
-    kernel for a torch-equivalent configuration: a GRU or Elman cell on CPU in float32
-    or float64, with the C++ extension available."""
-    return (cell.torch_kind in _REPLACED and enabled() and x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.float64) and extension.available())
+    kernel for a torch-equivalent configuration, on CPU in float32 or float64 with the
+    C++ extension available: a GRU or Elman cell always; an LSTM when a backward will
+    follow (`grad`), unless CPU autocast is on and the batch is full-length (`lengths`
+    None)."""
+    if not (enabled() and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)):
+        return False
+    if cell.torch_kind in _REPLACED:
+        return extension.available()
+    return (cell.torch_kind == "lstm" and grad and (lengths is not None or not torch.is_autocast_enabled("cpu"))
+            and extension.available())
 
 
 __all__ = ["Recurrence", "run_direction", "describe", "KernelSpec", "enabled", "replaces_fused",
