@@ -50,8 +50,15 @@ def replaces_fused(cell, x, lengths=None, grad: bool = False) -> bool:
         return False
     if cell.torch_kind in _REPLACED:
         return extension.available()
-    return (cell.torch_kind == "lstm" and grad and (lengths is not None or not torch.is_autocast_enabled("cpu"))
+    return (cell.torch_kind == "lstm" and grad and (lengths is not None or not _cpu_autocast())
             and extension.available())
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_cpu_enabled()
 
 
 __all__ = ["Recurrence", "run_direction", "describe", "KernelSpec", "enabled", "replaces_fused",
